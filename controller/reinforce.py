@@ -1,0 +1,188 @@
+"""REINFORCE for the LSTM controller, as a LightningModule (Zoph & Le 2017; ENAS's settings).
+
+One training step = one update from a batch of freshly played episodes:
+    advantage_t = G_t − b                   (G_t the discounted return from step t, b an EMA baseline)
+    loss        = −Σ_t advantage_t · log π(a_t) / episodes − entropy_weight · mean entropy
+    b          ← decay · b + (1 − decay) · mean episode return
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import concatenate, create_empty_array
+from torch.distributions import Categorical
+
+from nasprune.config import ConfigError
+from nasprune.controller.episodes import Episode
+from nasprune.controller.policy import LSTMPolicy
+
+RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
+    """Stack single observations of `space` into (nested) tensors with a leading batch dim."""
+    stacked = concatenate(space, observations, create_empty_array(space, n=len(observations)))
+    return _to_tensor(stacked, device)
+
+
+def _to_tensor(value: Any, device: torch.device) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_tensor(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to_tensor(v, device) for v in value)
+    return torch.as_tensor(np.asarray(value), device=device)
+
+
+def discounted_returns(episodes: Sequence[Episode], gamma: float) -> torch.Tensor:
+    """G_t = Σ_k γ^k r_{t+k} per episode, zero-padded to the longest episode: [episodes, steps]."""
+    returns = torch.zeros(len(episodes), max(len(ep) for ep in episodes))
+    for i, episode in enumerate(episodes):
+        running = 0.0
+        for t in reversed(range(len(episode))):
+            running = episode.rewards[t] + gamma * running
+            returns[i, t] = running
+    return returns
+
+
+class Reinforce(pl.LightningModule):
+    """An LSTM policy trained by REINFORCE on episodes from `EpisodeDataModule`.
+
+    It acts in any env with a `Discrete` action space and reads any observation space; the
+    CLI hands it the env's spaces.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+        hidden_size: int = 64,
+        embedding_size: int = 32,
+        lr: float = 5e-3,
+        baseline_decay: float = 0.9,
+        entropy_weight: float = 1e-3,
+        gamma: float = 1.0,
+        temperature: float = 1.0,
+        tanh_constant: float | None = None,
+        normalize_advantages: bool = False,
+    ) -> None:
+        """
+        Args:
+            observation_space: the env's observation space (linked from the data module by the CLI).
+            action_space: the env's action space; must be `Discrete`.
+            hidden_size: LSTM hidden units (ENAS: 64–100).
+            embedding_size: size of the action embedding and of each encoded observation part.
+            lr: Adam learning rate.
+            baseline_decay: EMA decay of the reward baseline (ENAS: 0.95–0.99).
+            entropy_weight: weight of the entropy bonus.
+            gamma: discount of multi-step rewards (1.0 for NAS: one reward at the end).
+            temperature: logits are divided by it before the optional tanh clipping.
+            tanh_constant: if set, logits = C·tanh(logits) (ENAS: 1.1–2.5).
+            normalize_advantages: standardise advantages within a batch (helps dense-reward envs).
+        """
+        super().__init__()
+        if observation_space is None or action_space is None:
+            raise ConfigError("model", "the controller needs the env's observation_space and action_space")
+        if not isinstance(action_space, spaces.Discrete):
+            raise ConfigError("data.env_id", f"the controller needs a Discrete action space, got {action_space}")
+        for key, value in (("model.lr", lr), ("model.temperature", temperature), ("model.hidden_size", hidden_size)):
+            if value <= 0:
+                raise ConfigError(key, f"must be positive, got {value!r}")
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ConfigError("model.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
+        self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.policy = LSTMPolicy(
+            observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
+        )
+        self.register_buffer("baseline", torch.tensor(0.0))
+        self.register_buffer("baseline_ready", torch.tensor(False))
+        self.register_buffer("reward_best", torch.tensor(float("-inf")))
+        self.register_buffer("episodes_done", torch.tensor(0))
+
+    # ---- acting (called by the data module while it plays episodes) ----
+
+    def initial_state(self) -> RecurrentState:
+        return self.policy.initial_state(1, self.device), self.policy.start_actions(1, self.device)
+
+    @torch.no_grad()
+    def act(self, observation: Any, state: RecurrentState, greedy: bool = False) -> tuple[int, RecurrentState]:
+        recurrent, prev_action = state
+        obs = batch_observations(self.observation_space, [observation], self.device)
+        logits, recurrent = self.policy(obs, prev_action, recurrent)
+        action = logits.argmax(dim=-1) if greedy else Categorical(logits=logits).sample()
+        return int(action.item()), (recurrent, action)
+
+    # ---- learning ----
+
+    def _replay(self, episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies of the taken actions, with gradients: [episodes, steps]."""
+        n, steps = len(episodes), max(len(ep) for ep in episodes)
+        valid = torch.zeros(n, steps, device=self.device)
+        actions = torch.zeros(n, steps, dtype=torch.long, device=self.device)
+        for i, episode in enumerate(episodes):
+            valid[i, : len(episode)] = 1.0
+            actions[i, : len(episode)] = torch.as_tensor(episode.actions)
+        recurrent = self.policy.initial_state(n, self.device)
+        prev_action = self.policy.start_actions(n, self.device)
+        log_probs, entropies = [], []
+        for t in range(steps):
+            # finished episodes replay their last observation; their steps are masked by `valid`
+            obs = batch_observations(
+                self.observation_space, [ep.observations[min(t, len(ep) - 1)] for ep in episodes], self.device
+            )
+            logits, recurrent = self.policy(obs, prev_action, recurrent)
+            dist = Categorical(logits=logits)
+            log_probs.append(dist.log_prob(actions[:, t]))
+            entropies.append(dist.entropy())
+            prev_action = actions[:, t]
+        return torch.stack(log_probs, dim=1), torch.stack(entropies, dim=1), valid
+
+    def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
+        episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
+        n = len(episodes)
+        log_probs, entropies, valid = self._replay(episodes)
+        returns = discounted_returns(episodes, self.hparams.gamma).to(self.device)
+        episode_rewards = torch.tensor([ep.total_reward for ep in episodes], device=self.device)
+        if not self.baseline_ready:
+            self.baseline.fill_(episode_rewards.mean())
+            self.baseline_ready.fill_(True)
+
+        advantages = (returns - self.baseline) * valid
+        if self.hparams.normalize_advantages and valid.sum() > 1:
+            mean = advantages.sum() / valid.sum()
+            std = (((advantages - mean) * valid) ** 2).sum().div(valid.sum() - 1).sqrt()
+            advantages = (advantages - mean) / (std + 1e-8) * valid
+        policy_loss = -(advantages.detach() * log_probs).sum() / n
+        entropy = (entropies * valid).sum() / valid.sum()
+        loss = policy_loss - self.hparams.entropy_weight * entropy
+
+        self.log_dict(
+            {
+                "search/reward": episode_rewards.mean(),
+                "search/reward_max": episode_rewards.max(),
+                "search/baseline": self.baseline.clone(),
+                "search/entropy": entropy.detach(),
+                "search/loss": loss.detach(),
+            },
+            on_step=True,
+            on_epoch=False,
+            batch_size=n,
+        )
+        with torch.no_grad():
+            decay = self.hparams.baseline_decay
+            self.baseline.mul_(decay).add_((1.0 - decay) * episode_rewards.mean())
+            self.reward_best.fill_(max(self.reward_best.item(), episode_rewards.max().item()))
+            self.episodes_done.add_(n)
+        self.log("search/reward_best", self.reward_best.clone(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log("search/episodes", self.episodes_done.float(), on_step=True, on_epoch=False, batch_size=n)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr)

@@ -1,0 +1,122 @@
+"""The NasPrune environment: one categorical decision per step, a real child evaluation at the end."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from nasprune.child.data import ChildDataModule, DigitsDataModule
+from nasprune.child.metrics import count_flops, count_params
+from nasprune.child.model import build_model
+from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.rewards import LinearReward, Reward
+from nasprune.child.search_space import Design, SearchSpace
+from nasprune.config import ConfigError, instantiate
+
+log = logging.getLogger(__name__)
+
+
+class NasPruneEnv(gym.Env):
+    """Joint architecture + per-layer pruning-ratio search as a Gymnasium episode.
+
+    Decisions run layer by layer: op, width, prune ratio. The observation holds the step index,
+    the previous action (`max_choices` before the first step) and an `action_mask` of the
+    choices valid now (the width and ratio of a weightless op have one valid choice). The last
+    step builds, trains, prunes, fine-tunes and scores the child; its reward and every metric go
+    into `info`. Rewards before the last step are 0.
+
+    An action outside the mask ends the episode with `failure_reward`, as does a child whose
+    evaluation raises (the error is in `info`): a failing candidate never stops a search.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        search_space: Mapping[str, Any] | SearchSpace | None = None,
+        datamodule: Mapping[str, Any] | ChildDataModule | None = None,
+        training: Mapping[str, Any] | ChildTraining | None = None,
+        reward: Mapping[str, Any] | Reward | None = None,
+        failure_reward: float = -1.0,
+    ) -> None:
+        super().__init__()
+        try:
+            self.space = SearchSpace.from_config(search_space)
+        except ConfigError as err:
+            raise err.under("search_space") from None
+        try:
+            self.training = ChildTraining.from_config(training)
+        except ConfigError as err:
+            raise err.under("training") from None
+        self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
+        self.reward_fn = instantiate(reward, Reward, "reward", default=LinearReward).with_reference(self._reference_costs())
+        self.failure_reward = float(failure_reward)
+
+        n_steps = len(self.space.decisions)
+        n_actions = self.space.max_choices
+        self.action_space = spaces.Discrete(n_actions)
+        self.observation_space = spaces.Dict(
+            {
+                "step": spaces.Discrete(n_steps + 1),
+                "prev_action": spaces.Discrete(n_actions + 1),
+                "action_mask": spaces.MultiBinary(n_actions),
+            }
+        )
+        self._actions: list[int] = []
+
+    def _reference_costs(self) -> dict[str, float]:
+        """Costs of the most expensive design in the space (unpruned, widest, costliest op)."""
+        shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
+        designs = self.space.largest_designs() or [Design(())]
+        nets = [build_model(d, shape[0], classes, self.space.stem_width) for d in designs]
+        return {"flops": max(count_flops(n, shape) for n in nets), "params": max(count_params(n) for n in nets)}
+
+    def _observation(self) -> dict[str, Any]:
+        step = len(self._actions)
+        mask = np.zeros(self.action_space.n, dtype=np.int8)
+        if step < len(self.space.decisions):
+            mask[: self.space.valid_choices(step, self._actions)] = 1
+        prev = self._actions[-1] if self._actions else self.action_space.n
+        return {"step": step, "prev_action": prev, "action_mask": mask}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
+        super().reset(seed=seed)
+        self._actions = []
+        return self._observation(), {}
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        step = len(self._actions)
+        if step >= len(self.space.decisions):
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        action = int(action)
+        if not self._observation()["action_mask"][action]:
+            self._actions.append(action)
+            info = {"error": f"action {action} is masked out at step {step}", "error_kind": "invalid_action"}
+            return self._observation(), self.failure_reward, True, False, info
+        self._actions.append(action)
+        if len(self._actions) < len(self.space.decisions):
+            return self._observation(), 0.0, False, False, {}
+        design = self.space.design_from_actions(self._actions)
+        reward, info = self._evaluate(design)
+        return self._observation(), reward, True, False, info
+
+    def _evaluate(self, design: Design) -> tuple[float, dict[str, Any]]:
+        info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
+        child_seed = int(self.np_random.integers(2**31))
+        start = time.perf_counter()
+        try:
+            result = evaluate_design(design, self.datamodule, self.training, self.space.stem_width, child_seed)
+        except Exception as err:  # a failing child earns the penalty; the search goes on
+            log.warning("child %s failed: %s: %s", design, type(err).__name__, err)
+            info.update(error=str(err), error_kind=type(err).__name__, reward=self.failure_reward)
+            return self.failure_reward, info
+        info.update(result.metrics())
+        info.update(self.reward_fn(info))
+        info["seconds/evaluate"] = time.perf_counter() - start
+        return float(info["reward"]), info

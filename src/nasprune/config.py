@@ -1,0 +1,100 @@
+"""Config plumbing shared by every room: the user-facing error and `class_path` objects.
+
+Environment keyword arguments reach an env through `gymnasium.make` as plain YAML data, so
+jsonargparse never sees them; `instantiate` gives them the same `class_path`/`init_args`
+form users know from LightningCLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """Bad user input. The message is one line that names the config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.detail = message
+        super().__init__(f"{key}: {message}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with its key placed under an enclosing config key."""
+        return ConfigError(f"{prefix}.{self.key}", self.detail)
+
+
+def import_object(path: str, key: str) -> Any:
+    """Import `package.module.Name` (or `package.module:Name`)."""
+    module_name, sep, attr = path.replace(":", ".").rpartition(".")
+    if not sep:
+        raise ConfigError(key, f"'{path}' is not an importable 'module.Name' path")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(key, f"cannot import module '{module_name}' ({err})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(key, f"module '{module_name}' has no attribute '{attr}'") from None
+
+
+def instantiate(spec: Any, base: type[T], key: str, default: type[T] | None = None) -> T:
+    """Build a `base` from an instance, a `{class_path, init_args}` mapping or `None` (the default).
+
+    A bare mapping without `class_path` is taken as the init args of `default`.
+    """
+    if isinstance(spec, base):
+        return spec
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(key, f"expected a mapping with class_path/init_args, got {spec!r}")
+    spec = dict(spec)
+    if "class_path" in spec:
+        cls = import_object(str(spec.pop("class_path")), f"{key}.class_path")
+        init_args = dict(spec.pop("init_args", None) or {})
+        if spec:
+            raise ConfigError(key, f"unknown keys {sorted(spec)}; allowed: class_path, init_args")
+    elif default is not None:
+        cls, init_args = default, spec
+    else:
+        raise ConfigError(key, "missing 'class_path'")
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise ConfigError(f"{key}.class_path", f"{cls!r} is not a subclass of {base.__name__}")
+    accepted = inspect.signature(cls).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(init_args) - set(accepted))
+    if unknown and not takes_kwargs:
+        raise ConfigError(f"{key}.init_args", f"unknown arguments {unknown} for {cls.__name__}; allowed: {sorted(accepted)}")
+    try:
+        return cls(**init_args)
+    except ConfigError as err:
+        raise err.under(f"{key}.init_args") from None
+
+
+def packaged_configs() -> Path:
+    """The folder of YAML configs shipped inside the installed package."""
+    return Path(importlib.import_module("nasprune.configs").__file__).parent
+
+
+def resolve_config_path(value: str) -> str:
+    """Find a config given as a path, or by name among the packaged configs.
+
+    `-c configs/digits.yaml` works from a checkout (a real path) and from anywhere once the
+    package is installed (the packaged copy of `digits.yaml`).
+    """
+    if Path(value).exists():
+        return value
+    root = packaged_configs()
+    name = Path(value)
+    parts = name.parts[1:] if name.parts and name.parts[0] == "configs" else name.parts
+    for candidate in (root.joinpath(*parts), root.joinpath(*parts).with_suffix(".yaml")):
+        if candidate.is_file():
+            return str(candidate)
+    return value
