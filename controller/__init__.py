@@ -3,6 +3,7 @@
 from nasprune.controller.episodes import Agent, Episode, EpisodeDataModule, make_env, play_episode
 from nasprune.controller.policy import LSTMPolicy, ObservationEncoder
 from nasprune.controller.reinforce import Reinforce, discounted_returns
+from nasprune.controller.strategy import SearchStrategy
 
 __all__ = [
     "Agent",
@@ -11,6 +12,7 @@ __all__ = [
     "LSTMPolicy",
     "ObservationEncoder",
     "Reinforce",
+    "SearchStrategy",
     "discounted_returns",
     "make_env",
     "play_episode",

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
@@ -21,6 +20,7 @@ from torch.distributions import Categorical
 from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
 from nasprune.controller.policy import LSTMPolicy
+from nasprune.controller.strategy import SearchStrategy
 
 RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,7 +50,7 @@ def discounted_returns(episodes: Sequence[Episode], gamma: float) -> torch.Tenso
     return returns
 
 
-class Reinforce(pl.LightningModule):
+class Reinforce(SearchStrategy):
     """An LSTM policy trained by REINFORCE on episodes from `EpisodeDataModule`.
 
     It acts in any env with a `Discrete` action space and reads any observation space; the
@@ -85,26 +85,18 @@ class Reinforce(pl.LightningModule):
             tanh_constant: if set, logits = C·tanh(logits) (ENAS: 1.1–2.5).
             normalize_advantages: standardise advantages within a batch (helps dense-reward envs).
         """
-        super().__init__()
-        if observation_space is None or action_space is None:
-            raise ConfigError("model", "the controller needs the env's observation_space and action_space")
-        if not isinstance(action_space, spaces.Discrete):
-            raise ConfigError("data.env_id", f"the controller needs a Discrete action space, got {action_space}")
-        for key, value in (("model.lr", lr), ("model.temperature", temperature), ("model.hidden_size", hidden_size)):
+        super().__init__(observation_space, action_space)
+        for key, value in (("model.init_args.lr", lr), ("model.init_args.temperature", temperature), ("model.init_args.hidden_size", hidden_size)):
             if value <= 0:
                 raise ConfigError(key, f"must be positive, got {value!r}")
         if not 0.0 <= baseline_decay < 1.0:
-            raise ConfigError("model.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
+            raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
-        self.observation_space = observation_space
-        self.action_space = action_space
         self.policy = LSTMPolicy(
             observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
         )
         self.register_buffer("baseline", torch.tensor(0.0))
         self.register_buffer("baseline_ready", torch.tensor(False))
-        self.register_buffer("reward_best", torch.tensor(float("-inf")))
-        self.register_buffer("episodes_done", torch.tensor(0))
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -163,25 +155,15 @@ class Reinforce(pl.LightningModule):
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.hparams.entropy_weight * entropy
 
-        self.log_dict(
-            {
-                "search/reward": episode_rewards.mean(),
-                "search/reward_max": episode_rewards.max(),
-                "search/baseline": self.baseline.clone(),
-                "search/entropy": entropy.detach(),
-                "search/loss": loss.detach(),
-            },
-            on_step=True,
-            on_epoch=False,
-            batch_size=n,
+        self.log_search(
+            episodes,
+            baseline=self.baseline.clone(),
+            entropy=entropy.detach(),
+            loss=loss.detach(),
         )
         with torch.no_grad():
             decay = self.hparams.baseline_decay
             self.baseline.mul_(decay).add_((1.0 - decay) * episode_rewards.mean())
-            self.reward_best.fill_(max(self.reward_best.item(), episode_rewards.max().item()))
-            self.episodes_done.add_(n)
-        self.log("search/reward_best", self.reward_best.clone(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log("search/episodes", self.episodes_done.float(), on_step=True, on_epoch=False, batch_size=n)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

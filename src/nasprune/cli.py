@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -12,15 +13,19 @@ from rich.console import Console
 
 from nasprune.callbacks import EpisodeMetrics, HistoryWriter
 from nasprune.config import ConfigError, resolve_config_path
-from nasprune.controller import EpisodeDataModule, Reinforce
+from nasprune.controller import EpisodeDataModule, SearchStrategy
 
 
 class NasPruneCLI(LightningCLI):
-    """Adds what every search needs: the env's spaces handed to the controller, history and curves."""
+    """Adds what every search needs: the env's spaces handed to the strategy, history and curves.
+
+    `model` is any `SearchStrategy` chosen by `class_path` (the REINFORCE controller by default).
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.observation_space", "model.observation_space", apply_on="instantiate")
-        parser.link_arguments("data.action_space", "model.action_space", apply_on="instantiate")
+        parser.link_arguments("data.observation_space", "model.init_args.observation_space", apply_on="instantiate")
+        parser.link_arguments("data.action_space", "model.init_args.action_space", apply_on="instantiate")
+        parser.set_defaults({"model": {"class_path": "nasprune.controller.Reinforce"}})
         parser.add_lightning_class_args(HistoryWriter, "history")
         parser.add_lightning_class_args(EpisodeMetrics, "episode_metrics")
 
@@ -34,6 +39,8 @@ def _silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
     # `run(args)` resolves packaged config paths, so it always passes `args` explicitly
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+    # Lightning's own use of jsonargparse APIs that jsonargparse has deprecated
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
 
 
@@ -53,8 +60,9 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
     """Run the CLI on `args` (default: `sys.argv[1:]`) and return it; raises `ConfigError`."""
     _silence_known_noise()
     return NasPruneCLI(
-        Reinforce,
+        SearchStrategy,
         EpisodeDataModule,
+        subclass_mode_model=True,
         args=_resolve_configs(sys.argv[1:] if args is None else args),
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "nasprune"},
@@ -62,14 +70,14 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    console = Console(stderr=True)
     try:
         cli = run(args)
     except ConfigError as err:
-        console.print(f"nasprune: error: {err}", markup=False, highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(2) from None
     history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
     if history is not None and history.history_path is not None:
+        console = Console(soft_wrap=True)
         console.print(f"history: {history.history_path}", markup=False, highlight=False)
         console.print(f"best:    {history.best_path}", markup=False, highlight=False)
 

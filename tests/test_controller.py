@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from gymnasium import spaces
+
+import toy_envs  # noqa: F401  (registers TargetSequence-v0)
+from nasprune.controller import Episode, EpisodeDataModule, LSTMPolicy, ObservationEncoder, Reinforce, discounted_returns
+from nasprune.controller.reinforce import batch_observations
+
+
+def fit(data: EpisodeDataModule, updates: int, **model_kwargs: float) -> Reinforce:
+    model = Reinforce(data.observation_space, data.action_space, **model_kwargs)
+    trainer = pl.Trainer(
+        max_steps=updates,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model, datamodule=data)
+    return model
+
+
+def greedy_actions(model: Reinforce, data: EpisodeDataModule) -> list[int]:
+    obs, _ = data.env.reset()
+    state = model.initial_state()
+    actions = []
+    done = False
+    while not done:
+        action, state = model.act(obs, state, greedy=True)
+        actions.append(action)
+        obs, _, terminated, truncated, _ = data.env.step(action)
+        done = terminated or truncated
+    return actions
+
+
+def test_controller_reaches_the_optimum_of_a_deterministic_env() -> None:
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=8)
+    model = fit(data, updates=120, lr=0.03, entropy_weight=0.0, baseline_decay=0.8)
+    assert greedy_actions(model, data) == [2, 0, 1, 2]
+    assert model.reward_best.item() == 1.0
+    assert model.episodes_done.item() == 120 * 8 == data.episodes_played
+
+
+def test_controller_never_samples_a_masked_action() -> None:
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", env_kwargs={"target": (0, 2, 1), "masked": True}, episodes_per_update=8)
+    model = fit(data, updates=40, lr=0.03, entropy_weight=0.0)
+    # action 0 is forbidden, so the best reachable design matches 2 of 3 steps
+    assert greedy_actions(model, data) == [1, 2, 1] or greedy_actions(model, data)[1:] == [2, 1]
+    assert model.reward_best.item() == pytest.approx(2 / 3)
+
+
+def test_episodes_are_played_with_the_current_weights() -> None:
+    """No prefetch: the batch used by update k is sampled after update k−1 changed the weights."""
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=2)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.05)
+    snapshots: list[torch.Tensor] = []
+    original_act = model.act
+
+    def recording_act(observation, state, greedy=False):  # noqa: ANN001, ANN202
+        if observation == 0:
+            snapshots.append(model.policy.head.weight.detach().clone())
+        return original_act(observation, state, greedy)
+
+    model.act = recording_act  # type: ignore[method-assign]
+    trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=data)
+    assert len(snapshots) == 6  # 3 updates × 2 episodes: nothing was played ahead
+    assert torch.equal(snapshots[0], snapshots[1])
+    assert not torch.equal(snapshots[1], snapshots[2])  # update 1 changed the weights before batch 2
+    assert not torch.equal(snapshots[3], snapshots[4])
+
+
+def test_discounted_returns() -> None:
+    episodes = [
+        Episode(0, [0, 1, 2], [0, 0, 0], [1.0, 1.0, 1.0]),
+        Episode(1, [0], [1], [2.0]),
+    ]
+    returns = discounted_returns(episodes, gamma=0.5)
+    assert returns.tolist() == [[1.75, 1.5, 1.0], [2.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Box(-1.0, 1.0, shape=(4,)),
+        spaces.Discrete(5, start=2),
+        spaces.MultiBinary(3),
+        spaces.MultiDiscrete([3, 4]),
+        spaces.Dict({"step": spaces.Discrete(4), "x": spaces.Box(0, 1, (2, 2)), "action_mask": spaces.MultiBinary(3)}),
+        spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (3,)))),
+    ],
+    ids=lambda s: type(s).__name__,
+)
+def test_encoder_reads_any_space(space: spaces.Space) -> None:
+    space.seed(0)
+    encoder = ObservationEncoder(space, features=8)
+    batch = batch_observations(space, [space.sample() for _ in range(5)], torch.device("cpu"))
+    features = encoder(batch)
+    assert features.shape == (5, encoder.out_features)
+    assert torch.isfinite(features).all()
+
+
+def test_policy_masks_logits_and_clips_with_tanh() -> None:
+    space = spaces.Dict({"step": spaces.Discrete(3), "action_mask": spaces.MultiBinary(4)})
+    policy = LSTMPolicy(space, n_actions=4, tanh_constant=1.5, temperature=2.0)
+    obs = {"step": torch.tensor([0, 1]), "action_mask": torch.tensor([[0, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.int8)}
+    logits, _ = policy(obs, policy.start_actions(2), policy.initial_state(2))
+    probs = torch.softmax(logits, dim=-1)
+    assert probs[0, 0].item() == 0 and probs[0, 3].item() == 0 and probs[1, 0].item() == pytest.approx(1.0)
+    unmasked = logits[0, 1:3]
+    assert (unmasked.abs() <= 1.5).all()
+
+
+def test_checkpoint_keeps_baseline_and_best() -> None:
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=4)
+    model = fit(data, updates=3)
+    state = model.state_dict()
+    assert {"baseline", "baseline_ready", "reward_best", "episodes_done"} <= set(state)
+    restored = Reinforce(data.observation_space, data.action_space)
+    restored.load_state_dict(state)
+    assert restored.baseline.item() == model.baseline.item() != 0.0
+    assert np.isclose(restored.reward_best.item(), model.reward_best.item())

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import nasprune.envs  # noqa: F401  (registers nasprune/NasPrune-v0)
+from nasprune.config import ConfigError
+
+
+def test_check_env_passes(tiny_env_kwargs: dict) -> None:
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_spaces_and_masks(tiny_env_kwargs: dict) -> None:
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+    assert env.action_space == gym.spaces.Discrete(4)  # four ops is the largest choice list
+    obs, _ = env.reset(seed=0)
+    assert obs["step"] == 0 and obs["prev_action"] == 4
+    assert obs["action_mask"].tolist() == [1, 1, 1, 1]
+    obs, *_ = env.step(0)  # conv3x3 → its width has two choices
+    assert obs["action_mask"].tolist() == [1, 1, 0, 0] and obs["prev_action"] == 0
+    obs, *_ = env.step(1)
+    obs, *_ = env.step(1)
+    obs, *_ = env.step(2)  # maxpool3x3 → width and ratio cannot matter
+    assert obs["action_mask"].tolist() == [1, 0, 0, 0]
+
+
+def test_final_step_scores_the_pruned_child(tiny_env_kwargs: dict) -> None:
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+    env.reset(seed=0)
+    rewards = []
+    for action in [0, 1, 1, 1, 0, 0]:  # conv3x3:8@0.5 | sepconv3x3:4@0
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+    assert terminated and not truncated
+    assert rewards[:-1] == [0.0] * 5
+    assert info["design_str"] == "conv3x3:8@0.5 | sepconv3x3:4@0"
+    assert info["flops"] < info["flops_unpruned"] and info["params"] < info["params_unpruned"]
+    assert 0.0 <= info["accuracy"] <= 1.0
+    expected = 1.0 * info["accuracy"] - 0.5 * info["flops"] / info["reward/cost_ref"]
+    assert rewards[-1] == pytest.approx(expected) == pytest.approx(info["reward"])
+    assert info["reward/accuracy_term"] - info["reward/cost_term"] == pytest.approx(info["reward"])
+    for key in ("seconds/train", "seconds/prune", "seconds/finetune", "seconds/score"):
+        assert info[key] >= 0
+
+
+def test_a_masked_action_ends_the_episode_with_the_penalty(tiny_env_kwargs: dict) -> None:
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs, failure_reward=-2.0)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(3)  # identity
+    _, reward, terminated, _, info = env.step(1)  # masked: an identity has no width choice
+    assert terminated and reward == -2.0 and info["error_kind"] == "invalid_action"
+
+
+def test_child_seeds_come_from_the_env_seed(tiny_env_kwargs: dict) -> None:
+    def play(seed: int) -> float:
+        env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+        env.reset(seed=seed)
+        for action in [0, 1, 0, 0, 1, 0]:
+            _, reward, *_ = env.step(action)
+        return reward
+
+    assert play(7) == play(7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"search_space": {"ops": ["conv9x9"]}}, "search_space.ops"),
+        ({"training": {"epochs": -1}}, "training.epochs"),
+        ({"training": {"optimiser": "adam"}}, "training.optimiser"),
+        ({"reward": {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "joules"}}}, "reward.init_args.cost"),
+        ({"reward": {"class_path": "nasprune.child.NoSuchReward"}}, "reward.class_path"),
+        ({"datamodule": {"val_fraction": 1.5}}, "datamodule.init_args.val_fraction"),
+    ],
+)
+def test_bad_env_arguments_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        gym.make("nasprune/NasPrune-v0", **kwargs)
+    assert err.value.key == key
+
+
+def test_observation_is_in_space_after_the_last_step(tiny_env_kwargs: dict) -> None:
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+    env.reset(seed=1)
+    for action in [2, 0, 0, 3, 0, 0]:
+        obs, *_ = env.step(action)
+    assert env.observation_space.contains(obs)
+    assert not np.any(obs["action_mask"])
