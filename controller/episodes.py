@@ -8,8 +8,9 @@ played on demand, inside the step, with the current weights.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,14 @@ class Agent(Protocol):
     def initial_state(self) -> Any: ...
 
     def act(self, observation: Any, state: Any) -> tuple[int, Any]: ...
+
+
+class BatchAgent(Agent, Protocol):
+    """An agent that can also act for several episodes at once (one batched forward per step)."""
+
+    def initial_states(self, n: int) -> Any: ...
+
+    def act_batch(self, observations: Sequence[Any], states: Any) -> tuple[list[int], Any]: ...
 
 
 @dataclass
@@ -76,6 +85,38 @@ def play_episode(env: gym.Env, agent: Agent, index: int, seed: int | None = None
     return episode
 
 
+def play_episodes(envs: Sequence[gym.Env], agent: BatchAgent, first_index: int, seeds: Sequence[int | None]) -> list[Episode]:
+    """One episode in each env, side by side: the agent acts for all of them in one call per step.
+
+    An episode that ends early keeps being shown its last observation; the actions the agent
+    picks for it then are dropped. Each episode's `seconds` is the batch's time shared equally.
+    """
+    start = time.perf_counter()
+    episodes, observations = [], []
+    for i, (env, seed) in enumerate(zip(envs, seeds)):
+        observation, info = env.reset(seed=seed)
+        episodes.append(Episode(first_index + i, [], [], [], info))
+        observations.append(observation)
+    states = agent.initial_states(len(envs))
+    running = [True] * len(envs)
+    while any(running):
+        actions, states = agent.act_batch(observations, states)
+        for i, (env, episode) in enumerate(zip(envs, episodes)):
+            if not running[i]:
+                continue
+            episode.observations.append(observations[i])
+            episode.actions.append(int(actions[i]))
+            observations[i], reward, terminated, truncated, info = env.step(actions[i])
+            episode.rewards.append(float(reward))
+            if terminated or truncated:
+                episode.info = info
+                running[i] = False
+    seconds = (time.perf_counter() - start) / len(envs)
+    for episode in episodes:
+        episode.seconds = seconds
+    return episodes
+
+
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None) -> gym.Env:
     """`gymnasium.make` with our envs registered and user errors turned into one config line.
 
@@ -100,7 +141,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_
 
 
 class EpisodeStream(IterableDataset):
-    """An endless stream of batches of `episodes_per_update` episodes, played on demand."""
+    """Batches of `episodes_per_update` episodes, played on demand: `updates_per_epoch` of them
+    per pass, or an endless stream (one epoch, ended by `max_steps`) when that is `None`."""
 
     def __init__(self, source: EpisodeDataModule, agent: Agent) -> None:
         super().__init__()
@@ -108,8 +150,10 @@ class EpisodeStream(IterableDataset):
         self.agent = agent
 
     def __iter__(self) -> Iterator[list[Episode]]:
-        while True:
-            yield [self.source.play(self.agent) for _ in range(self.source.hparams.episodes_per_update)]
+        per_epoch = self.source.hparams.updates_per_epoch
+        updates = itertools.count() if per_epoch is None else range(per_epoch)
+        for _ in updates:
+            yield self.source.play_batch(self.agent, self.source.hparams.episodes_per_update)
 
 
 def _as_is(batch: list[Episode]) -> list[Episode]:
@@ -130,6 +174,8 @@ class EpisodeDataModule(pl.LightningDataModule):
         episodes_per_update: int = 4,
         max_episode_steps: int | None = None,
         seed: int | None = None,
+        num_envs: int = 1,
+        updates_per_epoch: int | None = None,
     ) -> None:
         """
         Args:
@@ -138,23 +184,50 @@ class EpisodeDataModule(pl.LightningDataModule):
             episodes_per_update: episodes played per controller update (the batch).
             max_episode_steps: optional time limit added by `gymnasium.make`.
             seed: seed of the env's first reset; by default derived from `seed_everything`.
+            num_envs: copies of the env whose episodes are played side by side, the agent acting
+                for all in one batched call (its `act_batch`). Worth it for cheap envs (a
+                tabular benchmark), where acting one step at a time dominates; copy `i` is
+                seeded with `seed + i`.
+            updates_per_epoch: updates that make one Lightning epoch; `None` (the default) makes the
+                whole search one epoch. Set it to let epoch-end callbacks run, e.g. `EarlyStopping`
+                on `search/reward_recent` with a `stopping_threshold`.
         """
         super().__init__()
         if episodes_per_update < 1:
             raise ConfigError("data.episodes_per_update", f"must be a positive integer, got {episodes_per_update!r}")
+        if updates_per_epoch is not None and updates_per_epoch < 1:
+            raise ConfigError("data.updates_per_epoch", f"must be a positive integer or null, got {updates_per_epoch!r}")
+        if num_envs < 1:
+            raise ConfigError("data.num_envs", f"must be a positive integer, got {num_envs!r}")
         self.save_hyperparameters()
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
+        self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
+        self._seeded = [False] * num_envs
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.episodes_played = 0
 
+    def _first_seed(self) -> int:
+        return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
+
     def play(self, agent: Agent) -> Episode:
-        seed = None
-        if self.episodes_played == 0:
-            seed = self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
+        seed = self._first_seed() if self.episodes_played == 0 else None
         episode = play_episode(self.env, agent, self.episodes_played, seed)
         self.episodes_played += 1
         return episode
+
+    def play_batch(self, agent: Agent, n: int) -> list[Episode]:
+        """`n` episodes: one by one, or `num_envs` at a time when the agent has `act_batch`."""
+        if len(self.envs) == 1 or not hasattr(agent, "act_batch"):
+            return [self.play(agent) for _ in range(n)]
+        episodes: list[Episode] = []
+        while len(episodes) < n:
+            envs = self.envs[: n - len(episodes)]
+            seeds = [None if self._seeded[i] else self._first_seed() + i for i in range(len(envs))]
+            self._seeded[: len(envs)] = [True] * len(envs)
+            episodes += play_episodes(envs, agent, self.episodes_played, seeds)
+            self.episodes_played += len(envs)
+        return episodes
 
     def train_dataloader(self) -> DataLoader:
         agent = self.trainer.lightning_module
@@ -165,3 +238,4 @@ class EpisodeDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.episodes_played = int(state_dict["episodes_played"])
+        self._seeded = [self.episodes_played > 0] * len(self.envs)

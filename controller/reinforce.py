@@ -1,9 +1,14 @@
 """REINFORCE for the LSTM controller, as a LightningModule (Zoph & Le 2017; ENAS's settings).
 
 One training step = one update from a batch of freshly played episodes:
-    advantage_t = G_t − b                   (G_t the discounted return from step t, b an EMA baseline)
+    advantage_t = G_t − b_t        (G_t the discounted return from step t, b_t its EMA baseline)
     loss        = −Σ_t advantage_t · log π(a_t) / episodes − entropy_weight · mean entropy
-    b          ← decay · b + (1 − decay) · mean episode return
+    b_t        ← decay · b_t + (1 − decay) · mean over episodes of G_t
+
+The baseline is kept per step index. In a NAS env (one reward at the end, γ = 1) every G_t is
+the episode's reward, so all b_t equal the classic EMA of rewards; in a dense-reward env
+(CartPole) b_t tracks how much return usually remains at step t, and once the policy is good the
+advantages shrink to zero instead of pushing it around.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class Reinforce(SearchStrategy):
         temperature: float = 1.0,
         tanh_constant: float | None = None,
         normalize_advantages: bool = False,
+        recent_window: int = 20,
     ) -> None:
         """
         Args:
@@ -83,9 +89,11 @@ class Reinforce(SearchStrategy):
             gamma: discount of multi-step rewards (1.0 for NAS: one reward at the end).
             temperature: logits are divided by it before the optional tanh clipping.
             tanh_constant: if set, logits = C·tanh(logits) (ENAS: 1.1–2.5).
-            normalize_advantages: standardise advantages within a batch (helps dense-reward envs).
+            normalize_advantages: divide advantages by the batch's standard deviation of returns
+                (for dense-reward envs such as CartPole; leave off for one-reward-per-episode NAS envs).
+            recent_window: episodes averaged into `search/reward_recent`.
         """
-        super().__init__(observation_space, action_space)
+        super().__init__(observation_space, action_space, recent_window)
         for key, value in (("model.init_args.lr", lr), ("model.init_args.temperature", temperature), ("model.init_args.hidden_size", hidden_size)):
             if value <= 0:
                 raise ConfigError(key, f"must be positive, got {value!r}")
@@ -95,8 +103,14 @@ class Reinforce(SearchStrategy):
         self.policy = LSTMPolicy(
             observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
         )
-        self.register_buffer("baseline", torch.tensor(0.0))
-        self.register_buffer("baseline_ready", torch.tensor(False))
+        # b_t per step index, NaN until step t is first seen; grows with the longest episode
+        self.register_buffer("baseline", torch.empty(0))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        """The baseline's length is that of the longest episode so far: take the checkpoint's."""
+        if prefix + "baseline" in state_dict:
+            self.baseline = torch.empty_like(state_dict[prefix + "baseline"], device=self.baseline.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -110,6 +124,18 @@ class Reinforce(SearchStrategy):
         logits, recurrent = self.policy(obs, prev_action, recurrent)
         action = logits.argmax(dim=-1) if greedy else Categorical(logits=logits).sample()
         return int(action.item()), (recurrent, action)
+
+    def initial_states(self, n: int) -> RecurrentState:
+        return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device)
+
+    @torch.no_grad()
+    def act_batch(self, observations: Sequence[Any], states: RecurrentState) -> tuple[list[int], RecurrentState]:
+        """`act` for several episodes at once: one batched forward of the policy per step."""
+        recurrent, prev_action = states
+        obs = batch_observations(self.observation_space, observations, self.device)
+        logits, recurrent = self.policy(obs, prev_action, recurrent)
+        action = Categorical(logits=logits).sample()
+        return action.tolist(), (recurrent, action)
 
     # ---- learning ----
 
@@ -141,29 +167,34 @@ class Reinforce(SearchStrategy):
         n = len(episodes)
         log_probs, entropies, valid = self._replay(episodes)
         returns = discounted_returns(episodes, self.hparams.gamma).to(self.device)
-        episode_rewards = torch.tensor([ep.total_reward for ep in episodes], device=self.device)
-        if not self.baseline_ready:
-            self.baseline.fill_(episode_rewards.mean())
-            self.baseline_ready.fill_(True)
+        steps = returns.shape[1]
+        if self.baseline.numel() < steps:
+            unseen = torch.full((steps - self.baseline.numel(),), float("nan"), device=self.device)
+            self.baseline = torch.cat([self.baseline, unseen])
+        mean_returns = (returns * valid).sum(dim=0) / valid.sum(dim=0)  # every step index < steps is seen
+        baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
-        advantages = (returns - self.baseline) * valid
+        advantages = (returns - baseline) * valid
         if self.hparams.normalize_advantages and valid.sum() > 1:
-            mean = advantages.sum() / valid.sum()
-            std = (((advantages - mean) * valid) ** 2).sum().div(valid.sum() - 1).sqrt()
-            advantages = (advantages - mean) / (std + 1e-8) * valid
+            # scale by the spread of the returns, not of the advantages: once the policy is good the
+            # advantages shrink towards zero and stay there, instead of being blown back up to unit
+            # variance (which makes a converged policy drift)
+            mean = (returns * valid).sum() / valid.sum()
+            std = (((returns - mean) * valid) ** 2).sum().div(valid.sum() - 1).sqrt()
+            advantages = advantages / std.clamp(min=1e-8)
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.hparams.entropy_weight * entropy
 
         self.log_search(
             episodes,
-            baseline=self.baseline.clone(),
+            baseline=baseline[0],
             entropy=entropy.detach(),
             loss=loss.detach(),
         )
         with torch.no_grad():
             decay = self.hparams.baseline_decay
-            self.baseline.mul_(decay).add_((1.0 - decay) * episode_rewards.mean())
+            self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

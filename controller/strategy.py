@@ -23,8 +23,16 @@ from nasprune.controller.episodes import Episode
 class SearchStrategy(pl.LightningModule, ABC):
     """Base class: holds the env's spaces and the search's running totals (saved in checkpoints)."""
 
-    def __init__(self, observation_space: spaces.Space | None = None, action_space: spaces.Space | None = None) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+        recent_window: int = 20,
+    ) -> None:
+        """`recent_window` episodes make up `search/reward_recent` (a smoothed curve; a stopping signal)."""
         super().__init__()
+        if recent_window < 1:
+            raise ConfigError("model.init_args.recent_window", f"must be a positive integer, got {recent_window!r}")
         if observation_space is None or action_space is None:
             raise ConfigError("model", "a search strategy needs the env's observation_space and action_space")
         if not isinstance(action_space, spaces.Discrete):
@@ -33,6 +41,7 @@ class SearchStrategy(pl.LightningModule, ABC):
         self.action_space = action_space
         self.register_buffer("reward_best", torch.tensor(float("-inf")))
         self.register_buffer("episodes_done", torch.tensor(0))
+        self.register_buffer("recent_rewards", torch.full((recent_window,), float("nan")))
 
     def initial_state(self) -> Any:
         """The agent's state at the start of an episode."""
@@ -42,16 +51,27 @@ class SearchStrategy(pl.LightningModule, ABC):
     def act(self, observation: Any, state: Any) -> tuple[int, Any]:
         """The next action (an `int` the observation's `action_mask` allows) and the next state."""
 
+    def initial_states(self, n: int) -> Any:
+        """The states of `n` episodes played side by side (`EpisodeDataModule(num_envs=n)`)."""
+        return [self.initial_state() for _ in range(n)]
+
+    def act_batch(self, observations: Sequence[Any], states: Any) -> tuple[list[int], Any]:
+        """One action per episode played side by side; by default one `act` each."""
+        pairs = [self.act(observation, state) for observation, state in zip(observations, states)]
+        return [action for action, _ in pairs], [state for _, state in pairs]
+
     def log_search(self, episodes: Sequence[Episode], **extra: torch.Tensor | float) -> None:
         """Update the running totals and log `search/*` for this update."""
         rewards = torch.tensor([ep.total_reward for ep in episodes])
         self.reward_best.fill_(max(self.reward_best.item(), rewards.max().item()))
         self.episodes_done.add_(len(episodes))
+        self.recent_rewards.copy_(torch.cat([self.recent_rewards, rewards.to(self.recent_rewards)])[-len(self.recent_rewards) :])
         metrics = {
             "search/reward": rewards.mean(),
             "search/reward_max": rewards.max(),
             "search/reward_best": self.reward_best.clone(),
             "search/episodes": self.episodes_done.float(),
+            "search/reward_recent": self.recent_rewards.nanmean(),
             **{f"search/{key}": value for key, value in extra.items()},
         }
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(episodes))

@@ -19,6 +19,7 @@ SEARCH_TAGS = {
     "search/entropy",
     "search/loss",
     "search/episodes",
+    "search/reward_recent",
 }
 EPISODE_TAGS = {"episode/reward", "episode/accuracy", "episode/flops", "episode/params"}
 
@@ -68,6 +69,8 @@ def test_tensorboard_scalars_have_the_exact_tags_and_steps(smoke_run: Path) -> N
     best = [max(h["reward"] for h in history[:2]), max(h["reward"] for h in history)]
     assert [e.value for e in events.Scalars("search/reward_best")] == pytest.approx(best)
     assert [e.value for e in events.Scalars("search/episodes")] == [2.0, 4.0]
+    recent = [sum(h["reward"] for h in history[:2]) / 2, sum(h["reward"] for h in history) / 4]
+    assert [e.value for e in events.Scalars("search/reward_recent")] == pytest.approx(recent)
 
 
 def test_history_and_best_files(smoke_run: Path) -> None:

@@ -5,6 +5,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from gymnasium import spaces
+from pytorch_lightning.callbacks import EarlyStopping
 
 import toy_envs  # noqa: F401  (registers TargetSequence-v0)
 from nasprune.controller import Episode, EpisodeDataModule, LSTMPolicy, ObservationEncoder, Reinforce, discounted_returns
@@ -78,6 +79,20 @@ def test_episodes_are_played_with_the_current_weights() -> None:
     assert not torch.equal(snapshots[3], snapshots[4])
 
 
+def test_early_stopping_on_the_recent_reward_after_each_update() -> None:
+    """`updates_per_epoch=1` lets Lightning's EarlyStopping stop a search once it is good enough."""
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=8, updates_per_epoch=1)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.03, entropy_weight=0.0, recent_window=16)
+    stop = EarlyStopping("search/reward_recent", mode="max", stopping_threshold=0.9, patience=10**6, check_on_train_epoch_end=True)
+    trainer = pl.Trainer(max_steps=500, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[stop])
+    trainer.fit(model, datamodule=data)
+    assert trainer.global_step < 500 and trainer.current_epoch == trainer.global_step
+    assert model.recent_rewards.shape == (16,)
+    assert model.recent_rewards.mean().item() >= 0.9
+    assert trainer.callback_metrics["search/reward_recent"].item() == pytest.approx(model.recent_rewards.mean().item())
+
+
 def test_discounted_returns() -> None:
     episodes = [
         Episode(0, [0, 1, 2], [0, 0, 0], [1.0, 1.0, 1.0]),
@@ -123,8 +138,9 @@ def test_checkpoint_keeps_baseline_and_best() -> None:
     data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=4)
     model = fit(data, updates=3)
     state = model.state_dict()
-    assert {"baseline", "baseline_ready", "reward_best", "episodes_done"} <= set(state)
+    assert {"baseline", "reward_best", "episodes_done"} <= set(state)
+    assert model.baseline.shape == (4,)  # one entry per step of the 4-step episodes
     restored = Reinforce(data.observation_space, data.action_space)
     restored.load_state_dict(state)
-    assert restored.baseline.item() == model.baseline.item() != 0.0
+    assert torch.equal(restored.baseline, model.baseline)
     assert np.isclose(restored.reward_best.item(), model.reward_best.item())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -28,6 +29,28 @@ def test_wheel_holds_only_the_nasprune_namespace_and_its_configs(repo: Path, tmp
         assert f"nasprune/{module}" in names
     assert "nasprune/configs/digits.yaml" in names and "nasprune/configs/cartpole.yaml" in names
     assert not any(name.startswith("nasprune/tests") for name in names)
+
+    # the installed layout (not the editable one) imports and finds its packaged configs
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = (
+        "import nasprune.child, nasprune.controller, nasprune.envs, nasprune.callbacks, gymnasium;"
+        "from nasprune.config import packaged_configs;"
+        "print(nasprune.envs.__file__); print(packaged_configs());"
+        "print(gymnasium.spec('nasprune/NasPrune-v0').id)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    envs_file, configs_dir, env_id = out.stdout.split()
+    assert Path(envs_file).is_relative_to(site) and Path(configs_dir).is_relative_to(site)
+    assert env_id == "nasprune/NasPrune-v0"
+    printed = subprocess.run(
+        [sys.executable, "-m", "nasprune", "fit", "-c", "configs/digits.yaml", "--print_config"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    )
+    assert "env_id: nasprune/NasPrune-v0" in printed.stdout
 
 
 def test_configs_are_found_from_the_package() -> None:

@@ -37,6 +37,9 @@ def _silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # the controller takes `dataloader_iter` on purpose (no prefetch of stale episodes)
     warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
+    # gradient-free strategies (random search, evolution) have no optimizer and no loss on purpose
+    warnings.filterwarnings("ignore", message=".*configure_optimizers.* returned `None`.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
     # `run(args)` resolves packaged config paths, so it always passes `args` explicitly
     warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
     # Lightning's own use of jsonargparse APIs that jsonargparse has deprecated
