@@ -45,19 +45,11 @@ STRATEGIES: dict[str, list[str]] = {
 REFERENCES = "random search ≈ 93.88 at 200 episodes; REINFORCE 93.85 ± 0.37 (published); regularized evolution ≈ 93.92; optimum 94.37"
 
 
-def cli_args(config: str, seed: int, root: Path, updates: int, table: str | None, extra: list[str]) -> list[str]:
-    args = [
-        "fit",
-        "-c",
-        config,
-        f"--seed_everything={seed}",
-        f"--trainer.default_root_dir={root}",
-        f"--trainer.max_steps={updates}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        *extra,
-    ]
-    return args + ([f"--data.env_kwargs.table={table}"] if table else [])
+def cli_args(config: str, seed: int, root: Path, updates: int, table: str | None, extra: list[str], quiet: bool = True) -> list[str]:
+    args = ["fit", "-c", config, f"--seed_everything={seed}", f"--trainer.default_root_dir={root}", f"--trainer.max_steps={updates}"]
+    if quiet:
+        args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    return args + extra + ([f"--data.env_kwargs.table={table}"] if table else [])
 
 
 def episodes_per_update(config: str, extra: list[str]) -> int:
@@ -96,7 +88,8 @@ def throughput(config: str, table: str | None, extra: list[str], short: int, lon
     wall, cpu = {}, {}
     for updates in (short, long):
         with tempfile.TemporaryDirectory() as root:
-            command = [str(Path(sys.executable).with_name("nasprune")), *cli_args(config, 0, Path(root), updates, table, extra)]
+            # as a user runs it: progress bar and model summary on (the output goes nowhere)
+            command = [str(Path(sys.executable).with_name("nasprune")), *cli_args(config, 0, Path(root), updates, table, extra, quiet=False)]
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,9 +140,9 @@ def markdown(stats: dict, results: dict, budgets: list[int], seeds: int, command
             diff, se_diff = mc - mr, math.sqrt(sec**2 + ser**2)
             cells.append(f"{diff:+.3f} (SE {se_diff:.3f}){' ✓' if diff > se_diff else ''}")
         lines.append("| controller − random | " + " | ".join(cells) + " |")
-    lines.append("| distinct archs visited (controller, mean) | " + " | ".join(
-        f"{np.mean([r[f'unique_{b}'] for r in results['controller']]):.0f}" if "controller" in results else "" for b in budgets
-    ) + " |")
+    if "controller" in results:
+        unique = [np.mean([r[f"unique_{b}"] for r in results["controller"]]) for b in budgets]
+        lines.append("| distinct archs visited (controller, mean) | " + " | ".join(f"{u:.0f}" for u in unique) + " |")
     lines += ["", f"References on this table: {REFERENCES}.", ""]
     seconds = {s: sum(r["seconds"] for r in runs) / max(1, sum(r["episodes"] for r in runs)) for s, runs in results.items()}
     lines.append("Time per episode inside the in-process CLI runs (parsing and setup included): "
@@ -172,6 +165,7 @@ def plot(stats: dict, budgets: list[int], report: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for strategy, row in stats.items():
@@ -181,6 +175,7 @@ def plot(stats: dict, budgets: list[int], report: str, path: Path) -> None:
     ax.axhline(94.37, color="grey", linestyle="--", linewidth=1, label="optimum 94.37")
     ax.set_xscale("log")
     ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("budget (episodes)")
     ax.set_ylabel(f"{report} of the best-reward design (%)")
     ax.set_title("NAS-Bench-201 CIFAR-10: mean ± standard error")
@@ -202,7 +197,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "search_efficiency"), help="path prefix of the .md and .png")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--throughput-updates", type=int, nargs=2, default=[10, 2000], metavar=("SHORT", "LONG"))
-    parser.add_argument("extra", nargs="*", help="more CLI overrides for every run, after `--`, e.g. -- --model.init_args.lr=0.02")
+    parser.add_argument("extra", nargs="*", help="more CLI overrides for every run of every strategy, after `--`, e.g. --strategies controller -- --model.init_args.lr=0.02")
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS")
     command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "python " + shlex.join(["bench/search_efficiency.py", *sys.argv[1:]])

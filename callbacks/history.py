@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,19 @@ def episode_record(episode: Episode, update: int) -> dict[str, Any]:
 
 
 class HistoryWriter(pl.Callback):
-    """Appends each episode as one JSON line (flushed and fsynced) and keeps `best.json` current.
+    """Appends each episode as one JSON line (flushed, and fsynced) and keeps `best.json` current.
 
     Files go to the run's log directory (`trainer.log_dir`, e.g. `lightning_logs/version_0`).
+    Every batch is flushed to the OS at once. By default it is also fsynced, so a finished
+    episode survives a crash or power cut; `fsync_interval > 0` fsyncs at most that often (and at
+    the end of training), for tabular envs where an fsync per update is a tenth of the run time.
     """
 
-    def __init__(self, history_file: str = "history.jsonl", best_file: str = "best.json") -> None:
+    def __init__(self, history_file: str = "history.jsonl", best_file: str = "best.json", fsync_interval: float = 0.0) -> None:
         self.history_file = history_file
         self.best_file = best_file
+        self.fsync_interval = fsync_interval
+        self._last_fsync = float("-inf")
         self.history_path: Path | None = None
         self.best_path: Path | None = None
         self.best: dict[str, Any] | None = None
@@ -66,10 +72,18 @@ class HistoryWriter(pl.Callback):
         with self.history_path.open("a", encoding="utf-8") as handle:
             handle.writelines(json.dumps(record) + "\n" for record in records)
             handle.flush()
-            os.fsync(handle.fileno())
+            if time.monotonic() - self._last_fsync >= self.fsync_interval:
+                os.fsync(handle.fileno())
+                self._last_fsync = time.monotonic()
         best = max(records, key=lambda r: r["reward"])
         if self.best is None or best["reward"] > self.best["reward"]:
             self.best = best
             temporary = self.best_path.with_suffix(".json.tmp")
             temporary.write_text(json.dumps(best, indent=2) + "\n", encoding="utf-8")
             os.replace(temporary, self.best_path)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.history_path is not None and self.history_path.exists():
+            with self.history_path.open("a", encoding="utf-8") as handle:
+                os.fsync(handle.fileno())

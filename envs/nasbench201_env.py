@@ -99,7 +99,7 @@ class NasBench201Table:
             with resolved.open(newline="", encoding="utf-8") as handle:
                 reader = csv.reader(handle)
                 header = next(reader, None)
-                records = list(reader)
+                records = [(reader.line_num, record) for record in reader if record]  # blank lines skipped
         except FileNotFoundError:
             raise ConfigError(key, f"{where}: no such file") from None
         except (OSError, UnicodeDecodeError, csv.Error) as err:
@@ -116,8 +116,8 @@ class NasBench201Table:
         numeric_at = [(name, header.index(name)) for name in numeric_columns]
         rows: dict[tuple[int, ...], dict[str, float | str]] = {}
         first_seen: dict[tuple[int, ...], int] = {}
-        for number, record in enumerate(records, start=1):
-            here = f"{where}: row {number} (line {number + 1})"
+        for number, (line, record) in enumerate(records, start=1):
+            here = f"{where}: row {number} (line {line})"
             if len(record) != len(header):
                 raise ConfigError(key, f"{here}: {len(record)} fields, the header has {len(header)}")
             try:
@@ -148,7 +148,7 @@ def _prefix_masks(rows: dict[tuple[int, ...], Any]) -> dict[tuple[int, ...], np.
                 mask = masks[prefix] = np.zeros(len(OPS), dtype=np.int8)
             mask[actions[t]] = 1
     for mask in masks.values():
-        mask.flags.writeable = False  # shared by every observation that returns it
+        mask.flags.writeable = False  # shared by every env made from the table (observations get copies)
     return masks
 
 
