@@ -98,7 +98,8 @@ def quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _trainer(training: ChildTraining, max_epochs: int) -> pl.Trainer:
+def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False) -> pl.Trainer:
+    """A silent Trainer; fitting skips validation (accuracy is measured once, at the end)."""
     return pl.Trainer(
         max_epochs=max_epochs,
         accelerator=training.accelerator,
@@ -109,7 +110,7 @@ def _trainer(training: ChildTraining, max_epochs: int) -> pl.Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=0,
+        limit_val_batches=1.0 if validate else 0,
     )
 
 
@@ -119,9 +120,7 @@ def _fit(module: ChildModule, datamodule: ChildDataModule, training: ChildTraini
 
 
 def _validate(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining) -> float:
-    trainer = _trainer(training, 1)
-    trainer.limit_val_batches = 1.0
-    (results,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+    (results,) = _trainer(training, 1, validate=True).validate(module, datamodule=datamodule, verbose=False)
     return float(results["val/acc"])
 
 

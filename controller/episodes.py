@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids)
 from nasprune.config import ConfigError
 
 
@@ -123,8 +124,6 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_
     Any id `gymnasium.make` accepts works, including `my_package.my_module:MyEnv-v0`, which
     imports the user's module (and so registers its env) first.
     """
-    import nasprune.envs  # noqa: F401  (registers nasprune/* ids)
-
     kwargs = dict(env_kwargs or {})
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
