@@ -113,7 +113,8 @@ def test_bad_population_settings_name_the_key(table: Path) -> None:
 
 def test_baselines_run_through_the_cli_by_one_flag(repo: Path, table: Path, tmp_path: Path) -> None:
     flag = "--model=nasprune.controller.RegularizedEvolution"
-    args = (flag, "--model.population_size=20", "--model.sample_size=5", "--trainer.max_steps=10", "--seed_everything=1")
+    batch = ("--data.episodes_per_update=12", "--data.num_envs=12")
+    args = (flag, "--model.population_size=20", "--model.sample_size=5", "--trainer.max_steps=10", "--seed_everything=1", *batch)
     history = cli_run(repo, table, tmp_path / "a", *args)
     assert len(history) == 120 and [h["update"] for h in history[::12]] == list(range(10))
     again = cli_run(repo, table, tmp_path / "c", *args)
@@ -121,7 +122,7 @@ def test_baselines_run_through_the_cli_by_one_flag(repo: Path, table: Path, tmp_
     # evolution improves on its random start; random search over the same budget stays flat
     rewards = np.array([h["reward"] for h in history])
     assert rewards[-24:].mean() > rewards[:24].mean() + 5
-    random = cli_run(repo, table, tmp_path / "d", "--model=nasprune.controller.RandomSearch", "--trainer.max_steps=10")
+    random = cli_run(repo, table, tmp_path / "d", "--model=nasprune.controller.RandomSearch", "--trainer.max_steps=10", *batch)
     assert len(random) == 120 and {a for h in random for a in h["actions"]} == {1, 2, 3}
 
 
