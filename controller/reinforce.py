@@ -115,26 +115,24 @@ class Reinforce(SearchStrategy):
     # ---- acting (called by the data module while it plays episodes) ----
 
     def initial_state(self) -> RecurrentState:
-        return self.policy.initial_state(1, self.device), self.policy.start_actions(1, self.device)
-
-    @torch.no_grad()
-    def act(self, observation: Any, state: RecurrentState, greedy: bool = False) -> tuple[int, RecurrentState]:
-        recurrent, prev_action = state
-        obs = batch_observations(self.observation_space, [observation], self.device)
-        logits, recurrent = self.policy(obs, prev_action, recurrent)
-        action = logits.argmax(dim=-1) if greedy else Categorical(logits=logits).sample()
-        return int(action.item()), (recurrent, action)
+        return self.initial_states(1)
 
     def initial_states(self, n: int) -> RecurrentState:
         return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device)
 
+    def act(self, observation: Any, state: RecurrentState, greedy: bool = False) -> tuple[int, RecurrentState]:
+        (action,), state = self.act_batch([observation], state, greedy)
+        return action, state
+
     @torch.no_grad()
-    def act_batch(self, observations: Sequence[Any], states: RecurrentState) -> tuple[list[int], RecurrentState]:
-        """`act` for several episodes at once: one batched forward of the policy per step."""
+    def act_batch(
+        self, observations: Sequence[Any], states: RecurrentState, greedy: bool = False
+    ) -> tuple[list[int], RecurrentState]:
+        """One batched forward of the policy for several episodes played side by side."""
         recurrent, prev_action = states
         obs = batch_observations(self.observation_space, observations, self.device)
         logits, recurrent = self.policy(obs, prev_action, recurrent)
-        action = Categorical(logits=logits).sample()
+        action = logits.argmax(dim=-1) if greedy else Categorical(logits=logits).sample()
         return action.tolist(), (recurrent, action)
 
     # ---- learning ----
