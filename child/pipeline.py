@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from nasprune.child.data import ChildDataModule
 from nasprune.child.metrics import count_flops, count_params
@@ -64,7 +65,10 @@ class ChildTraining:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall."""
+    """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall.
+
+    `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
+    """
 
     accuracy: float
     flops: int
@@ -73,9 +77,10 @@ class EvalResult:
     flops_unpruned: int
     params_unpruned: int
     seconds: dict[str, float] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, float]:
-        flat: dict[str, float] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "seconds"}
+        flat: dict[str, float] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "model")}
         flat.update({f"seconds/{stage}": value for stage, value in self.seconds.items()})
         return flat
 
@@ -159,4 +164,4 @@ def evaluate_design(
         accuracy = _validate(module, datamodule, training)
         flops, params = count_flops(net, shape), count_params(net)
         seconds["score"] = time.perf_counter() - start
-    return EvalResult(accuracy, flops, params, accuracy_unpruned, flops_unpruned, params_unpruned, seconds)
+    return EvalResult(accuracy, flops, params, accuracy_unpruned, flops_unpruned, params_unpruned, seconds, net)

@@ -1,7 +1,16 @@
 """The search controller: LSTM policy, REINFORCE module, baseline strategies and the episode data module."""
 
 from nasprune.controller.baselines import GradientFreeStrategy, RandomSearch, RegularizedEvolution
-from nasprune.controller.episodes import Agent, BatchAgent, Episode, EpisodeDataModule, make_env, play_episode, play_episodes
+from nasprune.controller.episodes import (
+    Agent,
+    BatchAgent,
+    Episode,
+    EpisodeDataModule,
+    episode_seed,
+    make_env,
+    play_episode,
+    play_episodes,
+)
 from nasprune.controller.policy import LSTMPolicy, ObservationEncoder
 from nasprune.controller.reinforce import Reinforce, discounted_returns
 from nasprune.controller.strategy import SearchStrategy
@@ -19,6 +28,7 @@ __all__ = [
     "Reinforce",
     "SearchStrategy",
     "discounted_returns",
+    "episode_seed",
     "make_env",
     "play_episode",
     "play_episodes",

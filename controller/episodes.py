@@ -86,6 +86,15 @@ def play_episode(env: gym.Env, agent: Agent, index: int, seed: int | None = None
     return episode
 
 
+def episode_seed(run_seed: int, index: int) -> int:
+    """The reset seed of episode `index`: a function of the run's seed and the index alone.
+
+    Every episode is reseeded, so its randomness (a child's initialisation, CartPole's start)
+    does not depend on which env copy or worker plays it, nor on a restart in between.
+    """
+    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
+
+
 def play_episodes(envs: Sequence[gym.Env], agent: BatchAgent, first_index: int, seeds: Sequence[int | None]) -> list[Episode]:
     """One episode in each env, side by side: the agent acts for all of them in one call per step.
 
@@ -182,11 +191,11 @@ class EpisodeDataModule(pl.LightningDataModule):
             env_kwargs: keyword arguments for the env (for NasPrune: search_space, datamodule, training, reward).
             episodes_per_update: episodes played per controller update (the batch).
             max_episode_steps: optional time limit added by `gymnasium.make`.
-            seed: seed of the env's first reset; by default derived from `seed_everything`.
+            seed: the run's env seed; episode `i` is reset with `episode_seed(seed, i)`. By
+                default derived from `seed_everything`.
             num_envs: copies of the env whose episodes are played side by side, the agent acting
                 for all in one batched call (its `act_batch`). Worth it for cheap envs (a
-                tabular benchmark), where acting one step at a time dominates; copy `i` is
-                seeded with `seed + i`.
+                tabular benchmark), where acting one step at a time dominates.
             updates_per_epoch: updates that make one Lightning epoch; `None` (the default) makes the
                 whole search one epoch. Set it to let epoch-end callbacks run, e.g. `EarlyStopping`
                 on `search/reward_recent` with a `stopping_threshold`.
@@ -201,17 +210,16 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
         self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
-        self._seeded = [False] * num_envs
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.episodes_played = 0
 
-    def _first_seed(self) -> int:
+    def _run_seed(self) -> int:
         return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
 
     def play(self, agent: Agent) -> Episode:
-        seed = self._first_seed() if self.episodes_played == 0 else None
-        episode = play_episode(self.env, agent, self.episodes_played, seed)
+        index = self.episodes_played
+        episode = play_episode(self.env, agent, index, episode_seed(self._run_seed(), index))
         self.episodes_played += 1
         return episode
 
@@ -222,8 +230,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         episodes: list[Episode] = []
         while len(episodes) < n:
             envs = self.envs[: n - len(episodes)]
-            seeds = [None if self._seeded[i] else self._first_seed() + i for i in range(len(envs))]
-            self._seeded[: len(envs)] = [True] * len(envs)
+            seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(len(envs))]
             episodes += play_episodes(envs, agent, self.episodes_played, seeds)
             self.episodes_played += len(envs)
         return episodes
@@ -237,4 +244,3 @@ class EpisodeDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.episodes_played = int(state_dict["episodes_played"])
-        self._seeded = [self.episodes_played > 0] * len(self.envs)
