@@ -74,4 +74,18 @@ class SearchStrategy(pl.LightningModule, ABC):
             "search/reward_recent": self.recent_rewards.nanmean(),
             **{f"search/{key}": value for key, value in extra.items()},
         }
-        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(episodes))
+        if self._logs_this_update():
+            self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(episodes))
+
+    def _logs_this_update(self) -> bool:
+        """Whether Lightning writes this update's step metrics (every `log_every_n_steps`, and the last).
+
+        `self.log` costs ~0.2 ms a key: a fifth of an update's time on the tabular env. Updates
+        whose values Lightning would not write skip it; monitored values (EarlyStopping's,
+        the progress bar's) therefore refresh at the same cadence as the curves.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        step = trainer.global_step + 1
+        return step % trainer.log_every_n_steps == 0 or (trainer.max_steps > 0 and step >= trainer.max_steps)
