@@ -144,3 +144,21 @@ def test_checkpoint_keeps_baseline_and_best() -> None:
     restored.load_state_dict(state)
     assert torch.equal(restored.baseline, model.baseline)
     assert np.isclose(restored.reward_best.item(), model.reward_best.item())
+
+
+def test_search_curves_follow_log_every_n_steps(tmp_path) -> None:
+    """Curves are written every `log_every_n_steps` updates; the last update still reaches the callbacks."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=2)
+    model = Reinforce(data.observation_space, data.action_space)
+    logger = TensorBoardLogger(tmp_path, name="", version="")
+    trainer = pl.Trainer(max_steps=7, log_every_n_steps=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=data)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [e.step for e in events.Scalars("search/episodes")] == [2, 5]
+    assert [e.value for e in events.Scalars("search/episodes")] == [6.0, 12.0]
+    assert model.episodes_done.item() == trainer.callback_metrics["search/episodes"].item() == 14
