@@ -39,6 +39,7 @@ class ChildTraining:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
+    log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
         for key in ("epochs", "finetune_epochs"):
@@ -68,6 +69,8 @@ class EvalResult:
     """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall.
 
     `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
+    `curves` (with `ChildTraining.log_curves`): per fit stage (`train`, `finetune`) and metric
+    (`loss`, `acc`), one value per epoch.
     """
 
     accuracy: float
@@ -78,9 +81,10 @@ class EvalResult:
     params_unpruned: int
     seconds: dict[str, float] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False, compare=False)
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
 
     def metrics(self) -> dict[str, float]:
-        flat: dict[str, float] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "model")}
+        flat: dict[str, float] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "model", "curves")}
         flat.update({f"seconds/{stage}": value for stage, value in self.seconds.items()})
         return flat
 
@@ -103,9 +107,21 @@ def quiet_lightning() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False) -> pl.Trainer:
+class EpochCurves(pl.Callback):
+    """Keeps each epoch's `train/loss` and `train/acc`: the child Trainer has no logger to keep them."""
+
+    def __init__(self) -> None:
+        self.curves: dict[str, list[float]] = {"loss": [], "acc": []}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name in self.curves:
+            self.curves[name].append(float(trainer.callback_metrics[f"train/{name}"]))
+
+
+def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     """A silent Trainer; fitting skips validation (accuracy is measured once, at the end)."""
     return pl.Trainer(
+        callbacks=callbacks,
         max_epochs=max_epochs,
         accelerator=training.accelerator,
         devices=training.devices,
@@ -119,9 +135,13 @@ def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False) -
     )
 
 
-def _fit(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, epochs: int) -> None:
-    if epochs > 0:
-        _trainer(training, epochs).fit(module, datamodule=datamodule)
+def _fit(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, epochs: int) -> dict[str, list[float]]:
+    """Fit for `epochs`; the per-epoch curves when `training.log_curves`, else `{}`."""
+    if epochs == 0:
+        return {}
+    recorder = EpochCurves()
+    _trainer(training, epochs, callbacks=[recorder] if training.log_curves else None).fit(module, datamodule=datamodule)
+    return recorder.curves if training.log_curves else {}
 
 
 def _validate(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining) -> float:
@@ -138,6 +158,7 @@ def evaluate_design(
 ) -> EvalResult:
     """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU."""
     seconds: dict[str, float] = {}
+    curves: dict[str, dict[str, list[float]]] = {}
     with quiet_lightning(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         datamodule.setup("fit")
@@ -146,7 +167,7 @@ def evaluate_design(
 
         start = time.perf_counter()
         module = ChildModule(net, datamodule.num_classes, training.lr, training.weight_decay, training.optimizer)
-        _fit(module, datamodule, training, training.epochs)
+        curves["train"] = _fit(module, datamodule, training, training.epochs)
         seconds["train"] = time.perf_counter() - start
         flops_unpruned, params_unpruned = count_flops(net, shape), count_params(net)
         accuracy_unpruned = _validate(module, datamodule, training)
@@ -157,11 +178,12 @@ def evaluate_design(
 
         start = time.perf_counter()
         module = ChildModule(net, datamodule.num_classes, training.finetune_lr, training.weight_decay, training.optimizer)
-        _fit(module, datamodule, training, training.finetune_epochs)
+        curves["finetune"] = _fit(module, datamodule, training, training.finetune_epochs)
         seconds["finetune"] = time.perf_counter() - start
 
         start = time.perf_counter()
         accuracy = _validate(module, datamodule, training)
         flops, params = count_flops(net, shape), count_params(net)
         seconds["score"] = time.perf_counter() - start
-    return EvalResult(accuracy, flops, params, accuracy_unpruned, flops_unpruned, params_unpruned, seconds, net)
+    curves = {stage: values for stage, values in curves.items() if values}
+    return EvalResult(accuracy, flops, params, accuracy_unpruned, flops_unpruned, params_unpruned, seconds, net, curves)

@@ -189,6 +189,7 @@ class Reinforce(SearchStrategy):
             baseline=baseline[0],
             entropy=entropy.detach(),
             loss=loss.detach(),
+            policy_loss=policy_loss.detach(),
         )
         with torch.no_grad():
             decay = self.hparams.baseline_decay

@@ -117,6 +117,8 @@ class NasPruneEnv(gym.Env):
             info.update(error=str(err), error_kind=type(err).__name__, reward=self.failure_reward)
             return self.failure_reward, info
         info.update(result.metrics())
+        if result.curves:
+            info["child_curves"] = result.curves
         info.update(self.reward_fn(info))
         info["seconds/evaluate"] = time.perf_counter() - start
         return float(info["reward"]), info

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -16,16 +17,50 @@ def repo() -> Path:
     return REPO
 
 
+# A NasPrune env small enough to evaluate a child in well under a second.
+TINY_ENV_KWARGS = {
+    "search_space": {
+        "num_layers": 2,
+        "ops": ["conv3x3", "sepconv3x3", "maxpool3x3", "identity"],
+        "widths": [4, 8],
+        "prune_ratios": [0.0, 0.5],
+        "stem_width": 8,
+    },
+    "training": {"epochs": 1, "finetune_epochs": 1},
+}
+
+
 @pytest.fixture
 def tiny_env_kwargs() -> dict:
-    """A NasPrune env small enough to evaluate a child in well under a second."""
-    return {
-        "search_space": {
-            "num_layers": 2,
-            "ops": ["conv3x3", "sepconv3x3", "maxpool3x3", "identity"],
-            "widths": [4, 8],
-            "prune_ratios": [0.0, 0.5],
-            "stem_width": 8,
-        },
-        "training": {"epochs": 1, "finetune_epochs": 1},
-    }
+    return copy.deepcopy(TINY_ENV_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def tiny_search_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny digits search through the real CLI (3 updates of 1 episode, tables and figures every 2 updates,
+    the best design exported with a 2+1-epoch final training), shared by the callback, export and
+    report tests. Returns its run directory."""
+    import yaml
+
+    from nasprune.cli import run
+
+    root = tmp_path_factory.mktemp("tiny_search")
+    config = yaml.safe_load((REPO / "configs" / "digits.yaml").read_text())
+    config["data"]["env_kwargs"].update(copy.deepcopy(TINY_ENV_KWARGS))
+    config["export"]["final_training"] = {"epochs": 2, "finetune_epochs": 1}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run(
+        [
+            "fit",
+            "-c",
+            str(path),
+            "--trainer.max_steps=3",
+            "--data.episodes_per_update=1",
+            "--top_k.every_n_updates=2",
+            "--pareto.every_n_updates=2",
+            f"--trainer.default_root_dir={root}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    return root / "lightning_logs" / "version_0"

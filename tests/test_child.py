@@ -97,10 +97,10 @@ def test_pruning_keeps_the_strongest_channels() -> None:
 def test_digits_split_is_seeded_and_stratified() -> None:
     a, b = DigitsDataModule(split_seed=3), DigitsDataModule(split_seed=3)
     a.setup(), b.setup()
-    assert len(a.train_set) + len(a.val_set) == 1797
-    assert len(a.val_set) == 360
+    assert len(a.train_set) + len(a.val_set) + len(a.test_set) == 1797
+    assert len(a.val_set) == len(a.test_set) == 180
     assert torch.equal(a.val_set.tensors[1], b.val_set.tensors[1])
-    assert torch.bincount(a.val_set.tensors[1]).min() >= 35
+    assert torch.bincount(a.val_set.tensors[1]).min() >= 17 and torch.bincount(a.test_set.tensors[1]).min() >= 17
     assert a.train_set.tensors[0].shape[1:] == INPUT
 
 

@@ -34,6 +34,7 @@ def digits_run(repo: Path, root: Path, *extra: str) -> Path:
             "--data.episodes_per_update=2",
             f"--trainer.default_root_dir={root}",
             "--trainer.enable_progress_bar=false",
+            "--export.enabled=false",
             *extra,
         ]
     )

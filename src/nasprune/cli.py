@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
 from rich.console import Console
 
-from nasprune.callbacks import EpisodeMetrics, HistoryWriter
+from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
 from nasprune.config import ConfigError, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
 
 
 class NasPruneCLI(LightningCLI):
-    """Adds what every search needs: the env's spaces handed to the strategy, history and curves.
+    """Adds what every search needs: the env's spaces handed to the strategy, history, curves,
+    the top-k table, the Pareto plot, the hparams metric, the export of the best design, and a
+    progress bar counting episodes.
 
     `model` is any `SearchStrategy` chosen by `class_path` (the REINFORCE controller by default).
     """
+
+    def __init__(self, *args: Any, command: Sequence[str] = (), **kwargs: Any) -> None:
+        self.command = list(command)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.observation_space", "model.init_args.observation_space", apply_on="instantiate")
@@ -28,6 +41,33 @@ class NasPruneCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": "nasprune.controller.Reinforce"}})
         parser.add_lightning_class_args(HistoryWriter, "history")
         parser.add_lightning_class_args(EpisodeMetrics, "episode_metrics")
+        parser.add_lightning_class_args(TopKTable, "top_k")
+        parser.add_lightning_class_args(ParetoPlot, "pareto")
+        parser.add_lightning_class_args(HparamsMetric, "hparams_metric")
+        parser.add_lightning_class_args(ChildCurves, "child_curves")
+        parser.add_lightning_class_args(ExportBest, "export")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Lightning's bar counts batches (updates); a search shows episodes, unless bars are off or the user chose one."""
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, SearchProgressBar()])
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """`command.txt` in the run directory: how to make this run again (`nasprune report` quotes it)."""
+        if self.command and self.trainer.is_global_zero:
+            run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "command.txt").write_text(shlex.join(["nasprune", *self.command]) + "\n", encoding="utf-8")
+
+    def after_fit(self) -> None:
+        """Close W&B runs here, not at interpreter exit: the next search in this process gets its own run."""
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
 
 
 def _silence_known_noise() -> None:
@@ -62,27 +102,69 @@ def _resolve_configs(args: Sequence[str]) -> list[str]:
 def run(args: Sequence[str] | None = None) -> NasPruneCLI:
     """Run the CLI on `args` (default: `sys.argv[1:]`) and return it; raises `ConfigError`."""
     _silence_known_noise()
+    args = list(sys.argv[1:] if args is None else args)
     return NasPruneCLI(
         SearchStrategy,
         EpisodeDataModule,
         subclass_mode_model=True,
-        args=_resolve_configs(sys.argv[1:] if args is None else args),
+        command=args,
+        args=_resolve_configs(args),
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "nasprune"},
     )
 
 
+def _after_run_parser() -> argparse.ArgumentParser:
+    """`nasprune export RUN_DIR` and `nasprune report RUN_DIR`: work on a run LightningCLI made."""
+    parser = argparse.ArgumentParser(prog="nasprune")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="train the run's best design with the final budget and save it")
+    export.add_argument("run_dir", type=Path, help="the run's log directory, e.g. runs/digits/lightning_logs/version_0")
+    export.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/export)")
+    export.add_argument("--epochs", type=int, default=None, help="override export.final_training.epochs")
+    export.add_argument("--finetune-epochs", type=int, default=None, help="override export.final_training.finetune_epochs")
+    export.add_argument("--seed", type=int, default=None, help="override export.seed")
+    report = commands.add_parser("report", help="write report.png and report.md for a run")
+    report.add_argument("run_dir", type=Path, help="the run's log directory, e.g. runs/digits/lightning_logs/version_0")
+    report.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR)")
+    report.add_argument("--top-k", type=int, default=10, help="rows of the top-k table")
+    return parser
+
+
+def _after_run(args: Sequence[str], console: Console) -> None:
+    from nasprune.export import export_run, read_run_config
+    from nasprune.report import write_report
+
+    options = _after_run_parser().parse_args(args)
+    if options.command == "report":
+        png, md = write_report(options.run_dir, options.out, options.top_k)
+        console.print(f"report: {md}\nfigure: {png}", markup=False, highlight=False)
+        return
+    overrides = dict((read_run_config(options.run_dir).get("export") or {}).get("final_training") or {})
+    overrides.update({k: v for k, v in (("epochs", options.epochs), ("finetune_epochs", options.finetune_epochs)) if v is not None})
+    target = export_run(options.run_dir, options.out, overrides, options.seed)
+    console.print(f"export: {target}", markup=False, highlight=False)
+
+
 def main(args: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if args is None else args)
+    console = Console(soft_wrap=True)
     try:
+        if args and args[0] in ("export", "report"):
+            _silence_known_noise()
+            _after_run(args, console)
+            return
         cli = run(args)
     except ConfigError as err:
         Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(2) from None
     history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
     if history is not None and history.history_path is not None:
-        console = Console(soft_wrap=True)
         console.print(f"history: {history.history_path}", markup=False, highlight=False)
         console.print(f"best:    {history.best_path}", markup=False, highlight=False)
+    export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)
+    if export is not None and export.export_dir is not None:
+        console.print(f"export:  {export.export_dir}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

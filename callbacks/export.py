@@ -1,0 +1,63 @@
+"""At the end of a NasPrune search, export its best design (see `nasprune.export`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
+
+from nasprune.callbacks.history import episode_record
+from nasprune.child import ChildTraining
+from nasprune.config import ConfigError
+from nasprune.controller.episodes import Episode
+from nasprune.envs.nasprune_env import NasPruneEnv
+from nasprune.export import export_design, final_training
+
+log = logging.getLogger(__name__)
+
+
+class ExportBest(pl.Callback):
+    """Trains the best design with the final budget and writes it to `RUN_DIR/<directory>/`.
+
+    `final_training` overrides keys of the env's child `training` (e.g. `{epochs: 20,
+    finetune_epochs: 5}`): the search scores candidates cheaply, the shipped model gets the
+    budget it deserves. Runs on envs other than NasPrune (CartPole, NAS-Bench-201) have no child
+    network to ship and are left alone. `nasprune export RUN_DIR` does the same afterwards.
+    """
+
+    def __init__(
+        self, enabled: bool = True, final_training: dict[str, Any] | None = None, seed: int = 0, directory: str = "export"
+    ) -> None:
+        self.enabled = enabled
+        self.final_training = dict(final_training or {})
+        try:  # unknown keys and bad values fail before the search, not after it
+            ChildTraining.from_config(self.final_training)
+        except ConfigError as err:
+            raise err.under("export.final_training") from None
+        self.seed = seed
+        self.directory = directory
+        self.best: dict[str, Any] | None = None
+        self.export_dir: Path | None = None
+        self.metrics: dict[str, Any] | None = None
+
+    @rank_zero_only
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
+    ) -> None:
+        for episode in batch:
+            if "design" in episode.info and "error" not in episode.info:
+                if self.best is None or episode.total_reward > self.best["reward"]:
+                    self.best = episode_record(episode, trainer.global_step - 1)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
+        if not self.enabled or self.best is None or not isinstance(env, NasPruneEnv):
+            return
+        target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
+        log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)
+        self.metrics = export_design(self.best, env, final_training(env.training, self.final_training), target, self.seed)
+        self.export_dir = target
