@@ -24,7 +24,7 @@ AXIS_LABELS = {
     "accuracy": "validation accuracy",
     "flops": "FLOPs per example",
     "params": "parameters",
-    "latency_ms": "latency (ms per example)",
+    "latency_ms": "measured CPU latency (ms per batch)",
     "valid_acc_12ep": "validation accuracy after 12 epochs (%)",
     "latency_ms_pixel3": "latency on a Pixel 3 (ms)",
     "latency_ms_raspi4": "latency on a Raspberry Pi 4 (ms)",

@@ -1,8 +1,16 @@
-"""Data for child networks. Digits (8×8, inside scikit-learn) is the embedded default: no download."""
+"""Data for child networks: LightningDataModules with a seeded train/validation split and a test split.
+
+Digits (8×8, inside scikit-learn) is the embedded default: no download. MNIST, Fashion-MNIST and
+CIFAR-10 come through torchvision, from a local `root` in torchvision's layout or downloaded with
+`download: true`. Rewards see the validation split only; the test split (`setup("test")`,
+`test_dataloader()`) is for the final report of the best design.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -10,15 +18,50 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
+from torchvision import datasets
 
 from nasprune.config import ConfigError
 
 
 class ChildDataModule(pl.LightningDataModule):
-    """What an env needs to know of its data: the input shape and the number of classes."""
+    """What an env needs to know of its data: the input shape and the number of classes.
+
+    Subclasses fill `train_set` and `val_set` in `setup("fit")` and `test_set` in `setup("test")`.
+    """
 
     input_shape: tuple[int, ...]
     num_classes: int
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, num_workers: int = 0) -> None:
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(key, f"must be a positive integer, got {value!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError("num_workers", f"must be a non-negative integer, got {num_workers!r}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    def _loader(self, dataset: TensorDataset | None, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            stage = "test" if split == "test" else "fit"
+            raise RuntimeError(f"the {split} split is not loaded; call setup({stage!r}) first")
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, "train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, "validation", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, "test", self.eval_batch_size, shuffle=False)
 
 
 @lru_cache(maxsize=1)
@@ -28,45 +71,46 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 class DigitsDataModule(ChildDataModule):
-    """scikit-learn's 1,797 handwritten digits with seeded, stratified train/validation/test splits.
+    """scikit-learn's 1,797 handwritten digits: seeded, stratified train/validation/test splits.
 
-    `val_fraction` and `test_fraction` are shares of the whole set. Rewards use the validation
-    split; the test split is held out for the exported model. The training split is the same for
-    any pair with the same sum (the held-out part is split off first, then halved by the ratio),
-    so the defaults train children on exactly the examples a 0.2 validation split left them.
-    Pixels (0..16) are standardised with the training split's mean and standard deviation.
+    The validation split is drawn first (`val_fraction` of all), then the test split
+    (`test_fraction` of all) from the rest. Pixels (0..16) are standardised with the training
+    split's mean and standard deviation.
     """
 
     input_shape = (1, 8, 8)
     num_classes = 10
 
-    def __init__(self, val_fraction: float = 0.1, split_seed: int = 0, batch_size: int = 64, test_fraction: float = 0.1) -> None:
-        super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError("val_fraction", f"must be in (0, 1), got {val_fraction!r}")
-        if not 0.0 < test_fraction < 1.0 - val_fraction:
-            raise ConfigError("test_fraction", f"must be in (0, 1 - val_fraction), got {test_fraction!r}")
-        if batch_size < 1:
-            raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
+    def __init__(
+        self,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        test_fraction: float = 0.2,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers)
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < value < 1.0:
+                raise ConfigError(key, f"must be in (0, 1), got {value!r}")
+        if val_fraction + test_fraction >= 0.9:
+            raise ConfigError("test_fraction", f"val_fraction + test_fraction must leave ≥ 10% for training, got {test_fraction!r}")
         self.save_hyperparameters()
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         images, labels = _digits()
-        held_out = self.hparams.val_fraction + self.hparams.test_fraction
-        x_train, x_held, y_train, y_held = train_test_split(
-            images, labels, test_size=held_out, random_state=self.hparams.split_seed, stratify=labels
+        x_rest, x_val, y_rest, y_val = train_test_split(
+            images, labels, test_size=self.hparams.val_fraction, random_state=self.hparams.split_seed, stratify=labels
         )
-        x_val, x_test, y_val, y_test = train_test_split(
-            x_held,
-            y_held,
-            test_size=self.hparams.test_fraction / held_out,
+        x_train, x_test, y_train, y_test = train_test_split(
+            x_rest,
+            y_rest,
+            test_size=round(self.hparams.test_fraction * len(labels)),
             random_state=self.hparams.split_seed,
-            stratify=y_held,
+            stratify=y_rest,
         )
         mean, std = x_train.mean(), x_train.std()
         self.train_set = self._tensors(x_train, y_train, mean, std)
@@ -78,11 +122,118 @@ class DigitsDataModule(ChildDataModule):
         x = torch.from_numpy((images - mean) / std).unsqueeze(1)
         return TensorDataset(x, torch.from_numpy(labels))
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=512)
+@lru_cache(maxsize=4)
+def _load_torchvision(name: str, root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torchvision data set as (uint8 images N×C×H×W, int64 labels), cached per process."""
+    dataset = getattr(datasets, name)(root, train=train, download=False)
+    images = torch.as_tensor(np.asarray(dataset.data))
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    return images.contiguous(), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
 
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=512)
+
+class TorchvisionDataModule(ChildDataModule):
+    """A torchvision classification data set held as tensors in memory.
+
+    The images are converted once, normalised with the data set's usual per-channel mean and
+    standard deviation, and served from `TensorDataset`s: per-example PIL transforms would cost
+    more than the cheap child trainings themselves. No augmentation.
+
+    The validation split is `val_fraction` of the official training set, drawn by a permutation
+    seeded with `split_seed`; `train_subset` / `val_subset` keep only the first N of each split
+    (for cheap searches and benchmarks). `setup("test")` loads the official test set.
+    """
+
+    dataset_name: ClassVar[str]
+    folder: ClassVar[str]
+    mean: ClassVar[tuple[float, ...]]
+    std: ClassVar[tuple[float, ...]]
+
+    def __init__(
+        self,
+        root: str = "data",
+        download: bool = False,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 64,
+        train_subset: int | None = None,
+        val_subset: int | None = None,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers)
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError("val_fraction", f"must be in (0, 1), got {val_fraction!r}")
+        for key, value in (("train_subset", train_subset), ("val_subset", val_subset)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(key, f"must be a positive integer or null, got {value!r}")
+        self.save_hyperparameters()
+
+    def prepare_data(self) -> None:
+        """Download when asked to; otherwise check the files are there (a ConfigError if not)."""
+        root = Path(self.hparams.root).expanduser()
+        if self.hparams.download:
+            for train in (True, False):
+                getattr(datasets, self.dataset_name)(str(root), train=train, download=True)
+            return
+        try:
+            _load_torchvision(self.dataset_name, str(root.resolve()), True)
+        except RuntimeError as err:
+            raise ConfigError(
+                "root",
+                f"{self.dataset_name} not found under {self.hparams.root} (resolved: {root.resolve()}): "
+                f"expected torchvision's layout ({root / self.folder}/...); set download: true to fetch it ({err})",
+            ) from None
+
+    def _normalised(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
+    def setup(self, stage: str | None = None) -> None:
+        root = str(Path(self.hparams.root).expanduser().resolve())
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            images, labels = _load_torchvision(self.dataset_name, root, True)
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+            n_val = round(self.hparams.val_fraction * len(labels))
+            val_index, train_index = order[:n_val], order[n_val:]
+            train_index = train_index[: self.hparams.train_subset]
+            val_index = val_index[: self.hparams.val_subset]
+            self.train_set = TensorDataset(self._normalised(images[train_index]), labels[train_index])
+            self.val_set = TensorDataset(self._normalised(images[val_index]), labels[val_index])
+        if stage in (None, "test") and self.test_set is None:
+            images, labels = _load_torchvision(self.dataset_name, root, False)
+            self.test_set = TensorDataset(self._normalised(images), labels)
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    """MNIST (28×28 grey, 60k train / 10k test), `root/MNIST/raw/*-ubyte`."""
+
+    dataset_name = "MNIST"
+    folder = "MNIST/raw"
+    input_shape = (1, 28, 28)
+    num_classes = 10
+    mean = (0.1307,)
+    std = (0.3081,)
+
+
+class FashionMNISTDataModule(TorchvisionDataModule):
+    """Fashion-MNIST (28×28 grey, 60k train / 10k test), `root/FashionMNIST/raw/*-ubyte`."""
+
+    dataset_name = "FashionMNIST"
+    folder = "FashionMNIST/raw"
+    input_shape = (1, 28, 28)
+    num_classes = 10
+    mean = (0.2860,)
+    std = (0.3530,)
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    """CIFAR-10 (32×32 RGB, 50k train / 10k test), `root/cifar-10-batches-py/` (checksums verified)."""
+
+    dataset_name = "CIFAR10"
+    folder = "cifar-10-batches-py"
+    input_shape = (3, 32, 32)
+    num_classes = 10
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)

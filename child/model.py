@@ -2,71 +2,139 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-from nasprune.child.search_space import Design
+from nasprune.child.search_space import Design, LayerDesign
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
 
 
-def sep_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+def sep_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
     """Depthwise k×k then pointwise 1×1 (MobileNet's depthwise-separable convolution)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False),
+        nn.Conv2d(
+            in_channels, in_channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=in_channels, bias=False
+        ),
         nn.Conv2d(in_channels, out_channels, 1, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
 
 
-# op name -> builder(in_channels, width); weightless ops ignore the width.
-OP_BUILDERS: dict[str, Callable[[int, int | None], nn.Module]] = {
-    "conv3x3": lambda c, w: conv_bn_relu(c, w, 3),
-    "conv5x5": lambda c, w: conv_bn_relu(c, w, 5),
-    "sepconv3x3": lambda c, w: sep_conv_bn_relu(c, w, 3),
-    "maxpool3x3": lambda c, w: nn.MaxPool2d(3, stride=1, padding=1),
-    "identity": lambda c, w: nn.Identity(),
-}
+def build_op(layer: LayerDesign, in_channels: int) -> nn.Module:
+    """The layer's operation; a `stride` downsampling is the op's own stride."""
+    stride = 2 if layer.downsample == "stride" else 1
+    family, kernel = layer.family, layer.kernel_size
+    if family == "conv":
+        return conv_bn_relu(in_channels, layer.width, kernel, stride)
+    if family == "sepconv":
+        return sep_conv_bn_relu(in_channels, layer.width, kernel, stride)
+    if family == "maxpool":
+        return nn.MaxPool2d(kernel, stride=stride, padding=kernel // 2)
+    if family == "avgpool":
+        return nn.AvgPool2d(kernel, stride=stride, padding=kernel // 2, count_include_pad=False)
+    return nn.Identity()
+
+
+def halving(downsample: str) -> nn.Module:
+    """A 2× spatial reduction with the same output size as `downsample` (⌈n/2⌉ for a strided op)."""
+    if downsample == "maxpool":
+        return nn.MaxPool2d(2)
+    return nn.AvgPool2d(2, ceil_mode=downsample == "stride")
+
+
+class ChildLayer(nn.Module):
+    """op → optional 2×2 pool → optional skip from an earlier feature map, added or concatenated.
+
+    An added skip goes through a 1×1 conv + BN projection even when shapes match, so each layer
+    keeps its own prune ratio: an identity add would tie the pruned channels of two layers
+    (torch-pruning would then prune both at one ratio, not at the design's two).
+    """
+
+    def __init__(self, layer: LayerDesign, in_channels: int, skip_channels: int | None, skip_halvings: list[str]) -> None:
+        super().__init__()
+        self.design = layer
+        self.op = build_op(layer, in_channels)
+        self.pool = halving(layer.downsample) if layer.downsample in ("maxpool", "avgpool") else None
+        self.out_op_channels = layer.width if layer.width is not None else in_channels
+        self.skip_resample = nn.Sequential(*(halving(mode) for mode in skip_halvings)) if skip_halvings else None
+        self.projection: nn.Sequential | None = None
+        self.out_channels = self.out_op_channels
+        if layer.skip is not None and layer.skip_mode == "add":
+            self.projection = nn.Sequential(
+                nn.Conv2d(skip_channels, self.out_op_channels, 1, bias=False), nn.BatchNorm2d(self.out_op_channels)
+            )
+        elif layer.skip is not None:
+            self.out_channels = self.out_op_channels + skip_channels
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.op(x)
+        if self.pool is not None:
+            y = self.pool(y)
+        if skip is None:
+            return y
+        if self.skip_resample is not None:
+            skip = self.skip_resample(skip)
+        if self.projection is not None:
+            return y + self.projection(skip)
+        return torch.cat([y, skip], dim=1)
+
+    def output_conv(self) -> nn.Conv2d | None:
+        """The convolution whose output channels the layer's prune ratio removes."""
+        convs = [m for m in self.op.modules() if isinstance(m, nn.Conv2d)]
+        return convs[-1] if convs else None
 
 
 class ChildNet(nn.Module):
-    """stem conv → the design's layers → global average pool → linear classifier."""
+    """stem conv → the design's layers (with their skips) → global average pool → linear classifier."""
 
     def __init__(self, design: Design, in_channels: int, num_classes: int, stem_width: int) -> None:
         super().__init__()
         self.design = design
         self.stem = conv_bn_relu(in_channels, stem_width, 3)
-        channels = stem_width
+        channels = [stem_width]  # channels of h0, h1, …
         layers = []
-        for layer in design.layers:
-            layers.append(OP_BUILDERS[layer.op](channels, layer.width))
-            channels = layer.width if layer.width is not None else channels
+        for index, layer in enumerate(design.layers):
+            skip_channels = channels[layer.skip] if layer.skip is not None else None
+            # the skip path halves its map wherever the layers it bypasses (skip..index) do
+            skip_halvings = (
+                [d.downsample for d in design.layers[layer.skip : index + 1] if d.downsample != "none"]
+                if layer.skip is not None
+                else []
+            )
+            child_layer = ChildLayer(layer, channels[-1], skip_channels, skip_halvings)
+            layers.append(child_layer)
+            channels.append(child_layer.out_channels)
         self.layers = nn.ModuleList(layers)
-        self.classifier = nn.Linear(channels, num_classes)
+        self.classifier = nn.Linear(channels[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
+        features = [self.stem(x)]
         for layer in self.layers:
-            x = layer(x)
-        return self.classifier(x.mean(dim=(2, 3)))
+            skip = features[layer.design.skip] if layer.design.skip is not None else None
+            features.append(layer(features[-1], skip))
+        return self.classifier(features[-1].mean(dim=(2, 3)))
 
     def output_convs(self) -> list[nn.Conv2d | None]:
         """Per layer, the convolution whose output channels the layer's prune ratio removes."""
-        convs = []
-        for layer in self.layers:
-            layer_convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
-            convs.append(layer_convs[-1] if layer_convs else None)
-        return convs
+        return [layer.output_conv() for layer in self.layers]
 
 
-def build_model(design: Design, in_channels: int, num_classes: int, stem_width: int = 16) -> ChildNet:
+def build_model(
+    design: Design,
+    in_channels: int,
+    num_classes: int,
+    stem_width: int = 16,
+    input_size: tuple[int, int] | None = None,
+) -> ChildNet:
+    """The child network; with `input_size` (H, W) a design whose maps would collapse raises first."""
+    if input_size is not None:
+        design.feature_sizes(input_size)
     return ChildNet(design, in_channels, num_classes, stem_width)

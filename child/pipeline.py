@@ -1,34 +1,50 @@
 """One candidate, end to end: build → train → prune → fine-tune → score.
 
-Each stage is real: Lightning training, torch-pruning that shrinks tensors, FLOPs counted by
-PyTorch on the pruned network, accuracy on the validation split (never the test split).
+Each stage is real: Lightning training, torch-pruning that shrinks tensors (optionally unstructured
+magnitude pruning on top), fine-tuning (optionally distilled from the unpruned child), FLOPs counted
+by PyTorch on the pruned network, accuracy on the validation split (never the test split).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from itertools import islice
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
-from nasprune.child.metrics import count_flops, count_params
+from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
-from nasprune.child.module import ChildModule
-from nasprune.child.prune import prune_child
+from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
+from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
+from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
 from nasprune.config import ConfigError
 
 
+SPARSITY_SCHEDULES = ("oneshot", "agp")
+
+
 @dataclass(frozen=True)
 class ChildTraining:
-    """How each candidate is trained: cheap by default, every Lightning knob a user expects."""
+    """How each candidate is trained, pruned, fine-tuned and scored: cheap by default.
+
+    Training: the Lightning knobs a user expects (`epochs`, optimizer, learning-rate schedule,
+    precision, accelerator/devices, `limit_train_batches`); the batch size is the data module's.
+    Pruning: `importance` ranks channels (`l1`, `l2`, `bn_scale`, `taylor`, `fpgm`, `lamp`; `taylor`
+    uses gradients of `calibration_batches` training batches). Unstructured `sparsity` (of conv and
+    linear weights, one-shot before fine-tuning or on AGP's schedule during it) is reported apart:
+    it does not reduce dense FLOPs or latency. `distill_alpha` > 0 fine-tunes with distillation
+    from the unpruned trained child. `latency_batch_size` turns on the measured CPU latency.
+    """
 
     epochs: int = 3
     finetune_epochs: int = 1
@@ -36,9 +52,22 @@ class ChildTraining:
     finetune_lr: float = 0.003
     weight_decay: float = 0.0
     optimizer: str = "adam"
+    momentum: float = 0.9
+    lr_scheduler: str = "none"
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
+    limit_train_batches: float | int = 1.0
+    importance: str = "l2"
+    calibration_batches: int = 4
+    sparsity: float = 0.0
+    sparsity_schedule: str = "oneshot"
+    agp_frequency: int = 1
+    distill_alpha: float = 0.0
+    distill_temperature: float = 4.0
+    latency_batch_size: int | None = None
+    latency_warmup: int = 3
+    latency_repeats: int = 10
     log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
@@ -46,11 +75,28 @@ class ChildTraining:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(key, f"must be a non-negative integer, got {value!r}")
-        for key in ("lr", "finetune_lr"):
+        for key in ("calibration_batches", "agp_frequency", "latency_warmup", "latency_repeats"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < (0 if key == "latency_warmup" else 1):
+                raise ConfigError(key, f"must be a {'non-negative' if key == 'latency_warmup' else 'positive'} integer, got {value!r}")
+        for key in ("lr", "finetune_lr", "distill_temperature"):
             if getattr(self, key) <= 0:
                 raise ConfigError(key, f"must be positive, got {getattr(self, key)!r}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError("optimizer", f"unknown optimizer {self.optimizer!r}; allowed: adam, sgd")
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "lr_scheduler": LR_SCHEDULERS,
+            "importance": tuple(IMPORTANCES),
+            "sparsity_schedule": SPARSITY_SCHEDULES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError("sparsity", f"must be in [0, 1), got {self.sparsity!r}")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ConfigError("distill_alpha", f"must be in [0, 1], got {self.distill_alpha!r}")
+        if self.latency_batch_size is not None and (not isinstance(self.latency_batch_size, int) or self.latency_batch_size < 1):
+            raise ConfigError("latency_batch_size", f"must be a positive integer or null, got {self.latency_batch_size!r}")
 
     @classmethod
     def from_config(cls, config: dict | ChildTraining | None) -> ChildTraining:
@@ -69,8 +115,11 @@ class EvalResult:
     """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall.
 
     `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
-    `curves` (with `ChildTraining.log_curves`): per fit stage (`train`, `finetune`) and metric
-    (`loss`, `acc`), one value per epoch.
+    `size_bytes` is its serialised state dict; `latency_ms` the median CPU forward time of a
+    `latency_batch_size` batch (None when not measured); `sparsity` the share of zero conv/linear
+    weights (unstructured pruning; dense FLOPs do not change with it). `curves` (with
+    `ChildTraining.log_curves`): per fit stage (`train`, `finetune`) and metric (`loss`, `acc`),
+    one value per epoch.
     """
 
     accuracy: float
@@ -81,10 +130,18 @@ class EvalResult:
     params_unpruned: int
     seconds: dict[str, float] = field(default_factory=dict)
     model: nn.Module | None = field(default=None, repr=False, compare=False)
+    size_bytes: int = 0
+    size_bytes_unpruned: int = 0
+    sparsity: float = 0.0
+    latency_ms: float | None = None
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
 
     def metrics(self) -> dict[str, float]:
-        flat: dict[str, float] = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("seconds", "model", "curves")}
+        flat: dict[str, float] = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("seconds", "model", "curves") and getattr(self, f.name) is not None
+        }
         flat.update({f"seconds/{stage}": value for stage, value in self.seconds.items()})
         return flat
 
@@ -118,10 +175,11 @@ class EpochCurves(pl.Callback):
             self.curves[name].append(float(trainer.callback_metrics[f"train/{name}"]))
 
 
-def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+def _trainer(
+    training: ChildTraining, max_epochs: int, validate: bool = False, callbacks: list[pl.Callback] | None = None
+) -> pl.Trainer:
     """A silent Trainer; fitting skips validation (accuracy is measured once, at the end)."""
     return pl.Trainer(
-        callbacks=callbacks,
         max_epochs=max_epochs,
         accelerator=training.accelerator,
         devices=training.devices,
@@ -132,21 +190,45 @@ def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False, c
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if validate else 0,
+        limit_train_batches=training.limit_train_batches,
+        callbacks=callbacks,
     )
 
 
-def _fit(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, epochs: int) -> dict[str, list[float]]:
+def _fit(
+    module: ChildModule,
+    datamodule: ChildDataModule,
+    training: ChildTraining,
+    epochs: int,
+    callbacks: list[pl.Callback] | None = None,
+) -> dict[str, list[float]]:
     """Fit for `epochs`; the per-epoch curves when `training.log_curves`, else `{}`."""
     if epochs == 0:
         return {}
     recorder = EpochCurves()
-    _trainer(training, epochs, callbacks=[recorder] if training.log_curves else None).fit(module, datamodule=datamodule)
+    extra = [recorder] if training.log_curves else []
+    _trainer(training, epochs, callbacks=[*(callbacks or []), *extra]).fit(module, datamodule=datamodule)
     return recorder.curves if training.log_curves else {}
 
 
 def _validate(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining) -> float:
     (results,) = _trainer(training, 1, validate=True).validate(module, datamodule=datamodule, verbose=False)
     return float(results["val/acc"])
+
+
+def _module(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, lr: float, teacher: nn.Module | None = None) -> ChildModule:
+    return ChildModule(
+        net,
+        datamodule.num_classes,
+        lr,
+        training.weight_decay,
+        training.optimizer,
+        training.momentum,
+        training.lr_scheduler,
+        teacher=teacher,
+        distill_alpha=training.distill_alpha,
+        distill_temperature=training.distill_temperature,
+    )
 
 
 def evaluate_design(
@@ -156,34 +238,68 @@ def evaluate_design(
     stem_width: int = 16,
     seed: int = 0,
 ) -> EvalResult:
-    """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU."""
+    """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU.
+
+    A design whose feature maps would collapse raises a ValueError before any training.
+    """
     seconds: dict[str, float] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     with quiet_lightning(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         datamodule.setup("fit")
         shape = datamodule.input_shape
-        net = build_model(design, shape[0], datamodule.num_classes, stem_width)
+        net = build_model(design, shape[0], datamodule.num_classes, stem_width, input_size=shape[1:])
 
         start = time.perf_counter()
-        module = ChildModule(net, datamodule.num_classes, training.lr, training.weight_decay, training.optimizer)
+        module = _module(net, datamodule, training, training.lr)
         curves["train"] = _fit(module, datamodule, training, training.epochs)
         seconds["train"] = time.perf_counter() - start
         flops_unpruned, params_unpruned = count_flops(net, shape), count_params(net)
+        size_unpruned = model_size_bytes(net)
         accuracy_unpruned = _validate(module, datamodule, training)
 
         start = time.perf_counter()
-        prune_child(net, shape)
+        teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None
+        calibration = None
+        if training.importance in GRADIENT_IMPORTANCES:
+            calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
+        prune_child(net, shape, training.importance, calibration)
+        callbacks: list[pl.Callback] = []
+        if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
+            apply_sparsity(net, training.sparsity)
+        elif training.sparsity > 0:
+            callbacks.append(AGPSparsity(training.sparsity, training.agp_frequency))
         seconds["prune"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        module = ChildModule(net, datamodule.num_classes, training.finetune_lr, training.weight_decay, training.optimizer)
-        curves["finetune"] = _fit(module, datamodule, training, training.finetune_epochs)
+        module = _module(net, datamodule, training, training.finetune_lr, teacher)
+        curves["finetune"] = _fit(module, datamodule, training, training.finetune_epochs, callbacks)
+        make_permanent(net)
         seconds["finetune"] = time.perf_counter() - start
 
         start = time.perf_counter()
         accuracy = _validate(module, datamodule, training)
         flops, params = count_flops(net, shape), count_params(net)
+        zeros, weights = count_zeros(net)
+        size = model_size_bytes(net)
         seconds["score"] = time.perf_counter() - start
-    curves = {stage: values for stage, values in curves.items() if values}
-    return EvalResult(accuracy, flops, params, accuracy_unpruned, flops_unpruned, params_unpruned, seconds, net, curves)
+        latency = None
+        if training.latency_batch_size is not None:
+            start = time.perf_counter()
+            latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+            seconds["latency"] = time.perf_counter() - start
+    return EvalResult(
+        accuracy,
+        flops,
+        params,
+        accuracy_unpruned,
+        flops_unpruned,
+        params_unpruned,
+        seconds,
+        net,
+        size_bytes=size,
+        size_bytes_unpruned=size_unpruned,
+        sparsity=zeros / weights,
+        latency_ms=latency,
+        curves={stage: values for stage, values in curves.items() if values},
+    )

@@ -1,19 +1,43 @@
 """Reward functions: small callables chosen by `class_path` in the env config.
 
 Each maps a child's measured metrics to the reward and the parts it is made of; every part
-goes into the env step's `info` (under `reward/…`).
+goes into the env step's `info` (under `reward/…`). Costs name a metric of the evaluation:
+`flops`, `params`, `size_bytes` or `latency_ms` (the last needs `training.latency_batch_size`).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 from nasprune.config import ConfigError
 
+COSTS = ("flops", "params", "size_bytes", "latency_ms")
+
+
+def _check_cost(cost: str) -> str:
+    if cost not in COSTS:
+        raise ConfigError("cost", f"unknown cost {cost!r}; allowed: {', '.join(COSTS)}")
+    return cost
+
+
+def _check_positive(key: str, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise ConfigError(key, f"must be positive, got {value!r}")
+    return None if value is None else float(value)
+
 
 class Reward(ABC):
-    """Base class: `reward(metrics)` returns `{"reward": r, **parts}`."""
+    """Base class: `reward(metrics)` returns `{"reward": r, **parts}`.
+
+    `metrics_needed` names the evaluation metrics the reward reads, so an env can refuse a
+    reward on a metric it does not measure before any training.
+    """
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy",)
 
     def with_reference(self, reference: Mapping[str, float]) -> Reward:
         """Fill in cost references the user left unset (the env passes its largest design's costs)."""
@@ -31,23 +55,23 @@ class LinearReward(Reward):
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.5, cost: str = "flops", cost_ref: float | None = None) -> None:
-        if cost not in ("flops", "params"):
-            raise ConfigError("cost", f"unknown cost {cost!r}; allowed: flops, params")
-        if cost_ref is not None and cost_ref <= 0:
-            raise ConfigError("cost_ref", f"must be positive, got {cost_ref!r}")
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.cost = cost
-        self.cost_ref = None if cost_ref is None else float(cost_ref)
+        self.cost = _check_cost(cost)
+        self.cost_ref = _check_positive("cost_ref", cost_ref)
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy", self.cost)
 
     def with_reference(self, reference: Mapping[str, float]) -> LinearReward:
-        if self.cost_ref is not None:
+        if self.cost_ref is not None or self.cost not in reference:
             return self
         return LinearReward(self.alpha, self.beta, self.cost, float(reference[self.cost]))
 
     def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
         if self.cost_ref is None:
-            raise RuntimeError("LinearReward.cost_ref is unset: call with_reference() first")
+            raise RuntimeError("LinearReward.cost_ref is unset: give it in the config or call with_reference() first")
         accuracy_term = self.alpha * metrics["accuracy"]
         cost_term = self.beta * metrics[self.cost] / self.cost_ref
         return {
@@ -56,3 +80,70 @@ class LinearReward(Reward):
             "reward/cost_term": cost_term,
             "reward/cost_ref": self.cost_ref,
         }
+
+
+class MnasNetReward(Reward):
+    """MnasNet's soft constraint (Tan et al. 2019): accuracy · (cost/target)^w, w < 0 (−0.07 in the paper).
+
+    Below the target the factor is a bonus above 1, above it a penalty; w sets the exchange
+    rate (w = −0.07: halving the cost is worth about 5% relative accuracy).
+    """
+
+    def __init__(self, target: float | None = None, weight: float = -0.07, cost: str = "flops") -> None:
+        self.target = _check_positive("target", target)
+        if self.target is None:
+            raise ConfigError("target", "is required")
+        if weight > 0:
+            raise ConfigError("weight", f"must be ≤ 0 (a cost exponent), got {weight!r}")
+        self.weight = float(weight)
+        self.cost = _check_cost(cost)
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy", self.cost)
+
+    def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        factor = (metrics[self.cost] / self.target) ** self.weight
+        return {"reward": metrics["accuracy"] * factor, "reward/cost_factor": factor, "reward/target": self.target}
+
+
+class AMCReward(Reward):
+    """AMC's R_FLOPs (He et al. 2018): −error · log(FLOPs), natural log, error = 1 − accuracy.
+
+    Not normalised: it favours low error first and fewer FLOPs second; `scale` divides it
+    (e.g. by a typical |reward|) without changing which design is better.
+    """
+
+    def __init__(self, cost: str = "flops", scale: float = 1.0) -> None:
+        self.cost = _check_cost(cost)
+        self.scale = _check_positive("scale", scale)
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy", self.cost)
+
+    def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        error = 1.0 - metrics["accuracy"]
+        log_cost = math.log(metrics[self.cost])
+        return {"reward": -error * log_cost / self.scale, "reward/error": error, "reward/log_cost": log_cost}
+
+
+class HardBudgetReward(Reward):
+    """A hard budget: α·accuracy when cost ≤ budget, else the configured `penalty`."""
+
+    def __init__(self, budget: float | None = None, cost: str = "flops", penalty: float = -1.0, alpha: float = 1.0) -> None:
+        self.budget = _check_positive("budget", budget)
+        if self.budget is None:
+            raise ConfigError("budget", "is required")
+        self.cost = _check_cost(cost)
+        self.penalty = float(penalty)
+        self.alpha = float(alpha)
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy", self.cost)
+
+    def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        over = metrics[self.cost] > self.budget
+        reward = self.penalty if over else self.alpha * metrics["accuracy"]
+        return {"reward": reward, "reward/over_budget": float(over), "reward/budget": self.budget}

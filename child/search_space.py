@@ -1,56 +1,130 @@
-"""The joint search space: per layer an operation, an output width and a structured prune ratio.
+"""The joint search space: per layer an operation, a width, a prune ratio, a downsampling, a skip.
 
 A search space is data (YAML), turned into a fixed sequence of categorical decisions. A `Design`
 is the canonical record of one point in it: decisions that cannot matter (the width or prune
-ratio of a weightless op) are normalised away, so equivalent encodings compare and hash equal.
+ratio of a weightless op, the mode of an absent skip) are normalised away, so equivalent
+encodings compare and hash equal.
+
+Feature maps are numbered as the anchor points of Zoph & Le (2017): `h0` is the stem's output and
+`h(i+1)` the output of layer `i`. Layer `i` reads `h(i)`; with a skip from `hj` (j ≤ i) its output
+is also combined with `hj`, added (through a 1×1 projection) or concatenated.
+
+Invalid combinations are **masked out** by `SearchSpace.action_mask`, which the env turns into the
+observation's `action_mask`: a 1×1 feature map is never downsampled (so the spatial size cannot
+collapse below 1), an identity cannot stride, a weightless op takes no width, ratio or skip. A
+`Design` built by hand is checked by `Design.feature_sizes` before any training (a clear `ValueError`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from nasprune.config import ConfigError
 
-# Operations a layer may take. A weighted op sets the layer's output width and can be pruned;
-# a weightless op passes its input channels through.
-WEIGHTED_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sepconv3x3")
-WEIGHTLESS_OPS: tuple[str, ...] = ("maxpool3x3", "identity")
-KNOWN_OPS: tuple[str, ...] = WEIGHTED_OPS + WEIGHTLESS_OPS
+# An op is a family and, for all but identity, an odd square kernel: conv3x3, sepconv5x5, maxpool3x3, …
+WEIGHTED_FAMILIES: tuple[str, ...] = ("conv", "sepconv")
+POOL_FAMILIES: tuple[str, ...] = ("maxpool", "avgpool")
+OP_PATTERN = re.compile(r"^(conv|sepconv|maxpool|avgpool)(\d+)x(\d+)$")
+DEFAULT_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "identity")
+# How a layer may halve its feature map: not at all, by striding its op, or by a 2×2 pool after it.
+DOWNSAMPLES: tuple[str, ...] = ("none", "stride", "maxpool", "avgpool")
+SKIP_MODES: tuple[str, ...] = ("add", "concat")
+
+
+def parse_op(op: str) -> tuple[str, int | None]:
+    """`'conv5x5'` → `('conv', 5)`, `'identity'` → `('identity', None)`; ValueError otherwise."""
+    if op == "identity":
+        return "identity", None
+    match = OP_PATTERN.match(op)
+    if not match or match.group(2) != match.group(3):
+        raise ValueError(f"unknown op {op!r}; allowed: identity or conv/sepconv/maxpool/avgpool + KxK (odd K), e.g. conv3x3")
+    kernel = int(match.group(2))
+    if kernel % 2 == 0 or kernel < 1:
+        raise ValueError(f"op {op!r}: the kernel size must be odd (padding K//2 keeps the size)")
+    return match.group(1), kernel
 
 
 def is_weighted(op: str) -> bool:
-    return op in WEIGHTED_OPS
+    return parse_op(op)[0] in WEIGHTED_FAMILIES
+
+
+def downsampled_size(size: int, downsample: str) -> int:
+    """Spatial size after a layer: a strided op (odd K, padding K//2) gives ⌈n/2⌉, a 2×2 pool ⌊n/2⌋."""
+    if downsample == "none":
+        return size
+    return (size + 1) // 2 if downsample == "stride" else size // 2
 
 
 @dataclass(frozen=True)
 class LayerDesign:
-    """One layer. `width` is output channels before pruning; `prune_ratio` the share removed."""
+    """One layer. `width` is output channels before pruning; `prune_ratio` the share removed.
+
+    `downsample` halves the feature map (`stride`: the op strides; `maxpool`/`avgpool`: a 2×2 pool
+    follows it). `skip` is the index of the earlier feature map combined with the layer's output
+    (`None`: no skip), `skip_mode` how (`add` or `concat`).
+    """
 
     op: str
     width: int | None = None
     prune_ratio: float = 0.0
+    downsample: str = "none"
+    skip: int | None = None
+    skip_mode: str = "add"
 
     def __post_init__(self) -> None:
+        parse_op(self.op)
+        if self.downsample not in DOWNSAMPLES:
+            raise ValueError(f"unknown downsample {self.downsample!r}; allowed: {', '.join(DOWNSAMPLES)}")
+        if self.skip_mode not in SKIP_MODES:
+            raise ValueError(f"unknown skip mode {self.skip_mode!r}; allowed: {', '.join(SKIP_MODES)}")
+        if self.op == "identity" and self.downsample == "stride":
+            raise ValueError("an identity op cannot stride; use downsample 'maxpool' or 'avgpool'")
+        if is_weighted(self.op) and self.width is None:
+            raise ValueError(f"op {self.op!r} needs a width (its output channels)")
         if not is_weighted(self.op):
             object.__setattr__(self, "width", None)
             object.__setattr__(self, "prune_ratio", 0.0)
+            object.__setattr__(self, "skip", None)
         else:
             object.__setattr__(self, "prune_ratio", float(self.prune_ratio))
+        if self.skip is None:
+            object.__setattr__(self, "skip_mode", "add")
+
+    @property
+    def family(self) -> str:
+        return parse_op(self.op)[0]
+
+    @property
+    def kernel_size(self) -> int | None:
+        return parse_op(self.op)[1]
 
     @property
     def pruned_width(self) -> int | None:
-        """Output channels left after structured pruning (torch-pruning keeps int(w·(1−r)))."""
+        """Output channels of the op left after structured pruning (torch-pruning keeps int(w·(1−r)))."""
         if self.width is None:
             return None
         return int(self.width * (1.0 - self.prune_ratio))
 
+    def to_dict(self) -> dict[str, Any]:
+        """Fields at their defaults are left out, so designs without the newer decisions keep their JSON."""
+        data = asdict(self)
+        if self.downsample == "none":
+            del data["downsample"]
+        if self.skip is None:
+            del data["skip"], data["skip_mode"]
+        return data
+
     def __str__(self) -> str:
-        if self.width is None:
-            return self.op
-        return f"{self.op}:{self.width}@{self.prune_ratio:g}"
+        text = self.op if self.width is None else f"{self.op}:{self.width}@{self.prune_ratio:g}"
+        if self.downsample != "none":
+            text += "/2" if self.downsample == "stride" else f"/{self.downsample}"
+        if self.skip is not None:
+            text += f"{'+' if self.skip_mode == 'add' else '&'}h{self.skip}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -61,9 +135,12 @@ class Design:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        for index, layer in enumerate(self.layers):
+            if layer.skip is not None and not 0 <= layer.skip <= index:
+                raise ValueError(f"layer {index}: skip from h{layer.skip}, but only h0..h{index} exist before it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [asdict(layer) for layer in self.layers]}
+        return {"layers": [layer.to_dict() for layer in self.layers]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Design:
@@ -76,6 +153,19 @@ class Design:
     @classmethod
     def from_json(cls, text: str) -> Design:
         return cls.from_dict(json.loads(text))
+
+    def feature_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
+        """Spatial sizes of h0, h1, …; ValueError naming the layer if one would downsample a 1×1 map."""
+        sizes = [tuple(input_size)]
+        for index, layer in enumerate(self.layers):
+            height, width = sizes[-1]
+            if layer.downsample != "none" and min(height, width) < 2:
+                raise ValueError(
+                    f"layer {index} ({layer}) downsamples a {height}×{width} feature map; "
+                    "the spatial size would collapse (at most log2(input size) downsampling layers)"
+                )
+            sizes.append((downsampled_size(height, layer.downsample), downsampled_size(width, layer.downsample)))
+        return sizes
 
     def __str__(self) -> str:
         return " | ".join(str(layer) for layer in self.layers)
@@ -90,22 +180,49 @@ class Decision:
     choices: tuple[Any, ...]
 
 
+SPACE_KEYS = ("num_layers", "ops", "widths", "prune_ratios", "stem_width", "downsample", "skips", "skip_modes", "architecture")
+
+
 @dataclass(frozen=True)
 class SearchSpace:
-    """Layers × (op, width, prune ratio), read from YAML and validated with clear errors."""
+    """Layers × (op, width, prune ratio[, downsampling][, skip, skip mode]), from YAML, validated.
+
+    The per-layer decisions are op, width and prune ratio, then `downsample` when more than one
+    downsampling is offered, then `skip` (none or one of h0..h(i)) and `skip_mode` when `skips` is on.
+
+    With a fixed `architecture` (a list of layers: op, width, downsample, skip, skip_mode) only the
+    prune ratio of each weighted layer is searched, as in AMC; `num_layers`, `ops`, `widths`,
+    `downsample` and `skips` are then taken from it.
+    """
 
     num_layers: int = 3
-    ops: tuple[str, ...] = KNOWN_OPS
+    ops: tuple[str, ...] = DEFAULT_OPS
     widths: tuple[int, ...] = (8, 16, 32)
     prune_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
     stem_width: int = 16
+    downsample: tuple[str, ...] = ("none",)
+    skips: bool = False
+    skip_modes: tuple[str, ...] = SKIP_MODES
+    architecture: Design | None = None
     decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "prune_ratios", tuple(float(r) for r in self.prune_ratios))
+        object.__setattr__(self, "downsample", tuple(self.downsample))
+        object.__setattr__(self, "skip_modes", tuple(self.skip_modes))
+        if self.architecture is not None:
+            self._adopt_architecture()
         self._validate()
+        if self.architecture is not None:
+            decisions = [
+                Decision(index, "prune_ratio", self.prune_ratios)
+                for index, layer in enumerate(self.architecture.layers)
+                if layer.width is not None
+            ]
+            object.__setattr__(self, "decisions", tuple(decisions))
+            return
         decisions = []
         for layer in range(self.num_layers):
             decisions += [
@@ -113,20 +230,47 @@ class SearchSpace:
                 Decision(layer, "width", self.widths),
                 Decision(layer, "prune_ratio", self.prune_ratios),
             ]
+            if len(self.downsample) > 1:
+                decisions.append(Decision(layer, "downsample", self.downsample))
+            if self.skips:
+                decisions.append(Decision(layer, "skip", (None, *range(layer + 1))))
+                if len(self.skip_modes) > 1:
+                    decisions.append(Decision(layer, "skip_mode", self.skip_modes))
         object.__setattr__(self, "decisions", tuple(decisions))
+
+    def _adopt_architecture(self) -> None:
+        architecture = self.architecture
+        if not isinstance(architecture, Design):
+            if isinstance(architecture, (str, bytes)) or not isinstance(architecture, Sequence) or not architecture:
+                raise ConfigError("architecture", f"must be a non-empty list of layers, got {architecture!r}")
+            try:
+                architecture = Design.from_dict({"layers": [dict(layer) for layer in architecture]})
+            except (TypeError, ValueError) as err:
+                raise ConfigError("architecture", str(err).replace("\n", " ")) from None
+        if not any(layer.width is not None for layer in architecture.layers):
+            raise ConfigError("architecture", "has no weighted layer (conv/sepconv) whose ratio could be searched")
+        layers = architecture.layers
+        object.__setattr__(self, "architecture", architecture)
+        object.__setattr__(self, "num_layers", len(layers))
+        object.__setattr__(self, "ops", tuple(dict.fromkeys(layer.op for layer in layers)))
+        object.__setattr__(self, "widths", tuple(dict.fromkeys(layer.width for layer in layers if layer.width is not None)))
+        object.__setattr__(self, "downsample", ("none", *dict.fromkeys(l.downsample for l in layers if l.downsample != "none")))
+        object.__setattr__(self, "skips", any(layer.skip is not None for layer in layers))
 
     def _validate(self) -> None:
         if not isinstance(self.num_layers, int) or isinstance(self.num_layers, bool) or self.num_layers < 1:
             raise ConfigError("num_layers", f"must be a positive integer, got {self.num_layers!r}")
-        for key in ("ops", "widths", "prune_ratios"):
+        for key in ("ops", "widths", "prune_ratios", "downsample", "skip_modes"):
             values = getattr(self, key)
             if not values:
                 raise ConfigError(key, "the choice list is empty; give at least one value")
             if len(set(values)) != len(values):
                 raise ConfigError(key, f"has duplicate values {list(values)}")
         for op in self.ops:
-            if op not in KNOWN_OPS:
-                raise ConfigError("ops", f"unknown op {op!r}; allowed: {', '.join(KNOWN_OPS)}")
+            try:
+                parse_op(op)
+            except ValueError as err:
+                raise ConfigError("ops", str(err)) from None
         for key, widths in (("widths", self.widths), ("stem_width", (self.stem_width,))):
             for width in widths:
                 if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
@@ -138,17 +282,26 @@ class SearchSpace:
             raise ConfigError(
                 "prune_ratios", f"some width × ratio pair would prune a layer to 0 channels (widths {list(self.widths)})"
             )
+        for mode in self.downsample:
+            if mode not in DOWNSAMPLES:
+                raise ConfigError("downsample", f"unknown downsampling {mode!r}; allowed: {', '.join(DOWNSAMPLES)}")
+        if self.downsample[0] != "none":
+            raise ConfigError("downsample", f"must start with 'none' (the choice left when a map is 1×1), got {list(self.downsample)}")
+        if not isinstance(self.skips, bool):
+            raise ConfigError("skips", f"must be true or false, got {self.skips!r}")
+        for mode in self.skip_modes:
+            if mode not in SKIP_MODES:
+                raise ConfigError("skip_modes", f"unknown skip mode {mode!r}; allowed: {', '.join(SKIP_MODES)}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | SearchSpace | None) -> SearchSpace:
         if isinstance(config, SearchSpace):
             return config
         config = dict(config or {})
-        allowed = {"num_layers", "ops", "widths", "prune_ratios", "stem_width"}
-        unknown = sorted(set(config) - allowed)
+        unknown = sorted(set(config) - set(SPACE_KEYS))
         if unknown:
-            raise ConfigError(unknown[0], f"unknown search-space key; allowed: {', '.join(sorted(allowed))}")
-        for key in ("ops", "widths", "prune_ratios"):
+            raise ConfigError(unknown[0], f"unknown search-space key; allowed: {', '.join(sorted(SPACE_KEYS))}")
+        for key in ("ops", "widths", "prune_ratios", "downsample", "skip_modes"):
             if key in config and (isinstance(config[key], (str, bytes)) or not isinstance(config[key], Sequence)):
                 raise ConfigError(key, f"must be a list, got {config[key]!r}")
         return cls(**config)
@@ -157,25 +310,73 @@ class SearchSpace:
     def max_choices(self) -> int:
         return max(len(d.choices) for d in self.decisions)
 
-    def valid_choices(self, step: int, previous_actions: Sequence[int]) -> int:
-        """How many leading choices are valid at `step`: one only where the value cannot matter."""
+    def _partial_layers(self, actions: Sequence[int]) -> list[dict[str, Any]]:
+        """The fields chosen so far, layer by layer."""
+        layers: list[dict[str, Any]] = []
+        for decision, action in zip(self.decisions, actions):
+            if decision.layer == len(layers):
+                layers.append({})
+            layers[decision.layer][decision.field] = decision.choices[action]
+        return layers
+
+    def action_mask(self, step: int, previous_actions: Sequence[int], input_size: tuple[int, int] | None = None) -> list[bool]:
+        """Which choices of decision `step` are valid after `previous_actions`.
+
+        A choice that cannot matter leaves only the first; a downsampling of a 1×1 map (known from
+        `input_size`, the data's height and width) and a strided identity are invalid.
+        """
         decision = self.decisions[step]
-        if decision.field != "op":
-            op = self.ops[previous_actions[3 * decision.layer]]
-            if not is_weighted(op):
-                return 1
-        return len(decision.choices)
+        if self.architecture is not None:
+            return [True] * len(decision.choices)
+        chosen = self._partial_layers(previous_actions[:step])
+        current = chosen[decision.layer] if decision.layer < len(chosen) else {}
+        only_first = [True] + [False] * (len(decision.choices) - 1)
+        if decision.field == "op":
+            return [True] * len(decision.choices)
+        weighted = is_weighted(current["op"])
+        if decision.field in ("width", "prune_ratio", "skip") and not weighted:
+            return only_first
+        if decision.field == "skip_mode" and current.get("skip") is None:
+            return only_first
+        if decision.field == "downsample":
+            mask = [not (mode == "stride" and current["op"] == "identity") for mode in decision.choices]
+            if input_size is not None:
+                size = min(input_size)
+                for layer in chosen[: decision.layer]:
+                    size = downsampled_size(size, layer.get("downsample", "none"))
+                if size < 2:
+                    return only_first
+            return mask
+        return [True] * len(decision.choices)
+
+    def valid_choices(self, step: int, previous_actions: Sequence[int]) -> int:
+        """How many choices of decision `step` are valid (see `action_mask`)."""
+        return sum(self.action_mask(step, previous_actions))
 
     def design_from_actions(self, actions: Sequence[int]) -> Design:
         if len(actions) != len(self.decisions):
             raise ValueError(f"expected {len(self.decisions)} actions, got {len(actions)}")
-        layers = []
-        for layer in range(self.num_layers):
-            op_index, width_index, ratio_index = actions[3 * layer : 3 * layer + 3]
-            layers.append(LayerDesign(self.ops[op_index], self.widths[width_index], self.prune_ratios[ratio_index]))
-        return Design(tuple(layers))
+        if self.architecture is not None:
+            ratios = {d.layer: d.choices[a] for d, a in zip(self.decisions, actions)}
+            return Design(tuple(replace(layer, prune_ratio=ratios.get(i, 0.0)) for i, layer in enumerate(self.architecture.layers)))
+        return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)))
 
     def largest_designs(self) -> list[Design]:
-        """One design per weighted op, every layer at the widest width, unpruned: the cost ceiling."""
+        """Candidates for the cost ceiling: per weighted op, every layer at the widest width, unpruned,
+        without downsampling, and (when skips are on) each skip mode from the layer's own input;
+        for a fixed architecture, itself unpruned."""
+        if self.architecture is not None:
+            return [Design(tuple(replace(layer, prune_ratio=0.0) for layer in self.architecture.layers))]
         width = max(self.widths)
-        return [Design(tuple(LayerDesign(op, width) for _ in range(self.num_layers))) for op in self.ops if is_weighted(op)]
+        skip_variants: list[tuple[int | None, str]] = [(None, "add")]
+        if self.skips:
+            skip_variants += [(0, mode) for mode in self.skip_modes]
+        designs = []
+        for op in self.ops:
+            if not is_weighted(op):
+                continue
+            for skip, mode in skip_variants:
+                designs.append(
+                    Design(tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode) for i in range(self.num_layers)))
+                )
+        return designs

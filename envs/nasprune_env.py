@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
-from nasprune.child.metrics import count_flops, count_params
+from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, evaluate_design
 from nasprune.child.rewards import LinearReward, Reward
@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 class NasPruneEnv(gym.Env):
     """Joint architecture + per-layer pruning-ratio search as a Gymnasium episode.
 
-    Decisions run layer by layer: op, width, prune ratio. The observation holds the step index,
-    the previous action (`max_choices` before the first step) and an `action_mask` of the
-    choices valid now (the width and ratio of a weightless op have one valid choice). The last
+    Decisions run layer by layer: op, width, prune ratio (then downsampling and skip when the
+    space has them). The observation holds the step index, the previous action (`max_choices`
+    before the first step) and an `action_mask` of the choices valid now (`SearchSpace.action_mask`:
+    one choice where a value cannot matter; no downsampling of a 1×1 map, no strided identity). The last
     step builds, trains, prunes, fine-tunes and scores the child; its reward and every metric go
     into `info`. Rewards before the last step are 0.
 
@@ -55,7 +56,14 @@ class NasPruneEnv(gym.Env):
         except ConfigError as err:
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
-        self.reward_fn = instantiate(reward, Reward, "reward", default=LinearReward).with_reference(self._reference_costs())
+        try:
+            self.datamodule.prepare_data()  # a missing data set fails here, before any search
+        except ConfigError as err:
+            raise err.under("datamodule.init_args") from None
+        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+        if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
+            raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
+        self.reward_fn = reward_fn.with_reference(self._reference_costs())
         self.failure_reward = float(failure_reward)
 
         n_steps = len(self.space.decisions)
@@ -69,34 +77,48 @@ class NasPruneEnv(gym.Env):
             }
         )
         self._actions: list[int] = []
+        self._over = False  # set by a masked action: the episode ended before its last decision
 
     def _reference_costs(self) -> dict[str, float]:
-        """Costs of the most expensive design in the space (unpruned, widest, costliest op)."""
+        """Costs of the most expensive design in the space (unpruned, widest, costliest op, widest skip)."""
         shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
         designs = self.space.largest_designs() or [Design(())]
         nets = [build_model(d, shape[0], classes, self.space.stem_width) for d in designs]
-        return {"flops": max(count_flops(n, shape) for n in nets), "params": max(count_params(n) for n in nets)}
+        flops = [count_flops(n, shape) for n in nets]
+        reference = {
+            "flops": max(flops),
+            "params": max(count_params(n) for n in nets),
+            "size_bytes": max(model_size_bytes(n) for n in nets),
+        }
+        if self.training.latency_batch_size is not None:
+            costliest = nets[flops.index(max(flops))]
+            t = self.training
+            reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+        return reference
 
     def _observation(self) -> dict[str, Any]:
         step = len(self._actions)
         mask = np.zeros(self.action_space.n, dtype=np.int8)
-        if step < len(self.space.decisions):
-            mask[: self.space.valid_choices(step, self._actions)] = 1
+        if step < len(self.space.decisions) and not self._over:
+            valid = self.space.action_mask(step, self._actions, self.datamodule.input_shape[1:])
+            mask[: len(valid)] = valid
         prev = self._actions[-1] if self._actions else self.action_space.n
         return {"step": step, "prev_action": prev, "action_mask": mask}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
         super().reset(seed=seed)
         self._actions = []
+        self._over = False
         return self._observation(), {}
 
     def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         step = len(self._actions)
-        if step >= len(self.space.decisions):
+        if step >= len(self.space.decisions) or self._over:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         action = int(action)
         if not self._observation()["action_mask"][action]:
             self._actions.append(action)
+            self._over = True
             info = {"error": f"action {action} is masked out at step {step}", "error_kind": "invalid_action"}
             return self._observation(), self.failure_reward, True, False, info
         self._actions.append(action)

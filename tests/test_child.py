@@ -4,17 +4,24 @@ import pytest
 import torch
 from torch import nn
 
+import analytic
 from nasprune.child import (
     ChildTraining,
     Design,
     DigitsDataModule,
+    EvalResult,
     LayerDesign,
     build_model,
     count_flops,
     count_params,
+    count_zeros,
     evaluate_design,
+    model_size_bytes,
     prune_child,
+    quantization_report,
+    quantize_dynamic_int8,
 )
+from nasprune.config import ConfigError
 
 INPUT = (1, 8, 8)
 CLASSES = 10
@@ -22,26 +29,7 @@ STEM = 16
 
 
 def analytic_costs(design: Design, pruned: bool) -> tuple[int, int]:
-    """FLOPs (2×MACs of convs and the classifier) and params implied by the design's shapes."""
-    pixels = INPUT[1] * INPUT[2]
-    c = STEM
-    flops = 2 * pixels * INPUT[0] * STEM * 9
-    params = INPUT[0] * STEM * 9 + 2 * STEM
-    for layer in design.layers:
-        if layer.width is None:
-            continue
-        out = layer.pruned_width if pruned else layer.width
-        if layer.op in ("conv3x3", "conv5x5"):
-            k2 = 9 if layer.op == "conv3x3" else 25
-            flops += 2 * pixels * c * out * k2
-            params += c * out * k2 + 2 * out
-        else:  # sepconv3x3: depthwise 3×3 on c channels, then pointwise c → out
-            flops += 2 * pixels * c * 9 + 2 * pixels * c * out
-            params += c * 9 + c * out + 2 * out
-        c = out
-    flops += 2 * c * CLASSES
-    params += c * CLASSES + CLASSES
-    return flops, params
+    return analytic.analytic_costs(design, INPUT, CLASSES, STEM, pruned)
 
 
 DESIGNS = [
@@ -73,34 +61,36 @@ def test_pruning_shrinks_the_tensors_themselves() -> None:
     prune_child(net, INPUT)
     widths = [conv.out_channels for conv in net.output_convs() if conv is not None]
     assert widths == [8, 8, 6]
-    assert net.layers[0][0].weight.shape == (8, 16, 5, 5)
-    assert net.layers[1][0].weight.shape == (8, 1, 3, 3)  # the depthwise conv follows its input
-    assert net.layers[3][0].weight.shape == (6, 8, 3, 3)
+    assert net.layers[0].op[0].weight.shape == (8, 16, 5, 5)
+    assert net.layers[1].op[0].weight.shape == (8, 1, 3, 3)  # the depthwise conv follows its input
+    assert net.layers[3].op[0].weight.shape == (6, 8, 3, 3)
     assert net.classifier.weight.shape == (CLASSES, 6)
-    assert isinstance(net.layers[3][1], nn.BatchNorm2d) and net.layers[3][1].num_features == 6
+    assert isinstance(net.layers[3].op[1], nn.BatchNorm2d) and net.layers[3].op[1].num_features == 6
 
 
 def test_pruning_keeps_the_strongest_channels() -> None:
     design = Design((LayerDesign("conv3x3", 8, 0.5),))
     net = build_model(design, INPUT[0], CLASSES, STEM)
-    conv, bn = net.layers[0][0], net.layers[0][1]
+    conv, bn = net.layers[0].op[0], net.layers[0].op[1]
     with torch.no_grad():
         conv.weight.zero_()
         for keep in (1, 4, 6, 7):
             conv.weight[keep].fill_(1.0)
     kept_before = conv.weight[[1, 4, 6, 7]].clone()
     prune_child(net, INPUT)
-    assert torch.equal(net.layers[0][0].weight, kept_before)
+    assert torch.equal(net.layers[0].op[0].weight, kept_before)
     assert bn.num_features == 4
 
 
 def test_digits_split_is_seeded_and_stratified() -> None:
     a, b = DigitsDataModule(split_seed=3), DigitsDataModule(split_seed=3)
     a.setup(), b.setup()
-    assert len(a.train_set) + len(a.val_set) + len(a.test_set) == 1797
-    assert len(a.val_set) == len(a.test_set) == 180
+    assert (len(a.train_set), len(a.val_set), len(a.test_set)) == (1078, 360, 359)
+    assert torch.equal(a.test_set.tensors[1], b.test_set.tensors[1])
+    assert torch.bincount(a.test_set.tensors[1]).min() >= 35
+    assert len(a.test_dataloader().dataset) == 359
     assert torch.equal(a.val_set.tensors[1], b.val_set.tensors[1])
-    assert torch.bincount(a.val_set.tensors[1]).min() >= 17 and torch.bincount(a.test_set.tensors[1]).min() >= 17
+    assert torch.bincount(a.val_set.tensors[1]).min() >= 35
     assert a.train_set.tensors[0].shape[1:] == INPUT
 
 
@@ -109,9 +99,93 @@ def test_evaluate_design_trains_prunes_and_scores_for_real() -> None:
     datamodule = DigitsDataModule()
     training = ChildTraining(epochs=3, finetune_epochs=1)
     first = evaluate_design(design, datamodule, training, STEM, seed=0)
-    assert first.accuracy > 0.8  # chance is 0.1
+    assert first.accuracy_unpruned > 0.8  # chance is 0.1
+    assert first.accuracy > 0.5  # three epochs, halved, one epoch of fine-tuning
+    assert first.size_bytes == model_size_bytes(first.model) < first.size_bytes_unpruned
+    assert first.sparsity == 0.0 and first.latency_ms is None and "latency_ms" not in first.metrics()
     assert (first.flops, first.params) == analytic_costs(design, pruned=True)
     assert (first.flops_unpruned, first.params_unpruned) == analytic_costs(design, pruned=False)
     again = evaluate_design(design, datamodule, training, STEM, seed=0)
     assert again.accuracy == first.accuracy and again.accuracy_unpruned == first.accuracy_unpruned
     assert set(first.metrics()) >= {"accuracy", "flops", "params", "seconds/train", "seconds/prune"}
+
+
+RICH = Design((
+    LayerDesign("conv3x3", 16, 0.5, skip=0, skip_mode="concat"),
+    LayerDesign("sepconv5x5", 16, 0.25, "stride", skip=1),
+    LayerDesign("conv3x3", 16, 0.5, "maxpool", skip=2, skip_mode="concat"),
+))
+RICH_TRAINING = ChildTraining(
+    epochs=2,
+    finetune_epochs=1,
+    optimizer="sgd",
+    lr=0.05,
+    lr_scheduler="cosine",
+    importance="taylor",
+    sparsity=0.5,
+    sparsity_schedule="agp",
+    distill_alpha=0.7,
+    distill_temperature=3.0,
+    latency_batch_size=16,
+    latency_repeats=3,
+)
+
+
+@pytest.fixture(scope="module")
+def rich_result() -> EvalResult:
+    return evaluate_design(RICH, DigitsDataModule(), RICH_TRAINING, STEM, seed=0)
+
+
+def test_a_skip_design_with_every_option_trains_prunes_and_scores(rich_result: EvalResult) -> None:
+    result = rich_result
+    assert result.accuracy_unpruned > 0.7 and result.accuracy > 0.3
+    assert (result.flops, result.params) == analytic_costs(RICH, pruned=True)  # unstructured zeros change no dense cost
+    zeros, weights = count_zeros(result.model)
+    assert result.sparsity == zeros / weights
+    assert result.sparsity == pytest.approx(0.5, abs=0.005)  # AGP reached s_f = 0.5 by the last step (per-layer rounding)
+    assert result.latency_ms > 0 and result.metrics()["latency_ms"] == result.latency_ms
+    assert {"seconds/train", "seconds/prune", "seconds/finetune", "seconds/score", "seconds/latency"} <= set(result.metrics())
+    assert not any(hasattr(m, "weight_orig") for m in result.model.modules())  # masks folded into the weights
+
+
+def test_int8_quantization_report(rich_result: EvalResult) -> None:
+    datamodule = DigitsDataModule()
+    datamodule.setup("test")
+    quantized, report = quantization_report(rich_result.model, datamodule.test_dataloader())
+    assert isinstance(quantized.classifier, torch.ao.nn.quantized.dynamic.Linear)
+    assert report.size_bytes_float == model_size_bytes(rich_result.model)
+    assert report.size_bytes_int8 == model_size_bytes(quantized)
+    assert abs(report.accuracy_int8 - report.accuracy_float) <= 0.02
+    assert report.metrics()["quantization/accuracy_int8"] == report.accuracy_int8
+
+
+def test_int8_linear_weights_take_a_quarter_of_the_bytes() -> None:
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, CLASSES))
+    float_bytes = 4 * (64 * 512 + 512 * CLASSES)
+    saved = model_size_bytes(mlp) - model_size_bytes(quantize_dynamic_int8(mlp))
+    assert saved == pytest.approx(float_bytes * 3 / 4, rel=0.02)  # int8 weights; biases stay float
+
+
+def test_a_collapsing_design_fails_before_training() -> None:
+    design = Design(tuple(LayerDesign("conv3x3", 8, downsample="maxpool") for _ in range(4)))  # 8 → 4 → 2 → 1 → 0
+    with pytest.raises(ValueError, match="layer 3 .* downsamples a 1×1 feature map"):
+        evaluate_design(design, DigitsDataModule(), ChildTraining(epochs=50), STEM, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"importance": "l3"}, "importance"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"lr_scheduler": "linear"}, "lr_scheduler"),
+        ({"sparsity": 1.0}, "sparsity"),
+        ({"sparsity_schedule": "cubic"}, "sparsity_schedule"),
+        ({"distill_alpha": 1.5}, "distill_alpha"),
+        ({"distill_temperature": 0.0}, "distill_temperature"),
+        ({"latency_batch_size": 0}, "latency_batch_size"),
+    ],
+)
+def test_bad_training_settings_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ChildTraining(**kwargs)
+    assert err.value.key == key

@@ -132,7 +132,7 @@ def _with(config: dict, path: list[str], value: object) -> dict:
 @pytest.mark.parametrize(
     ("path", "value", "key", "fragment"),
     [
-        (["data", "env_kwargs", "search_space", "ops"], ["conv3x3", "conv11x11"], "data.env_kwargs.search_space.ops", "conv11x11"),
+        (["data", "env_kwargs", "search_space", "ops"], ["conv3x3", "conv10x10"], "data.env_kwargs.search_space.ops", "conv10x10"),
         (["data", "env_kwargs", "search_space", "widths"], [], "data.env_kwargs.search_space.widths", "empty"),
         (["data", "env_kwargs", "search_space", "prune_ratios"], [0.0, 1.2], "data.env_kwargs.search_space.prune_ratios", "1.2"),
         (["data", "env_kwargs", "search_space", "widths"], [16, 0], "data.env_kwargs.search_space.widths", "positive"),

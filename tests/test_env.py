@@ -69,7 +69,7 @@ def test_child_seeds_come_from_the_env_seed(tiny_env_kwargs: dict) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"search_space": {"ops": ["conv9x9"]}}, "search_space.ops"),
+        ({"search_space": {"ops": ["conv4x4"]}}, "search_space.ops"),
         ({"training": {"epochs": -1}}, "training.epochs"),
         ({"training": {"optimiser": "adam"}}, "training.optimiser"),
         ({"reward": {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "joules"}}}, "reward.init_args.cost"),
@@ -90,3 +90,49 @@ def test_observation_is_in_space_after_the_last_step(tiny_env_kwargs: dict) -> N
         obs, *_ = env.step(action)
     assert env.observation_space.contains(obs)
     assert not np.any(obs["action_mask"])
+
+
+def test_rich_space_masks_downsampling_by_the_datas_size() -> None:
+    """Digits are 8×8: after three strided layers the map is 1×1 and a fourth may not downsample."""
+    space = {
+        "num_layers": 4,
+        "ops": ["conv3x3", "identity"],
+        "widths": [4],
+        "prune_ratios": [0.0],
+        "stem_width": 4,
+        "downsample": ["none", "stride", "avgpool"],
+        "skips": True,
+        "skip_modes": ["add", "concat"],
+    }
+    env = gym.make("nasprune/NasPrune-v0", search_space=space, training={"epochs": 0, "finetune_epochs": 0})
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    masks = []
+    for _ in range(3):  # conv3x3:4, strided, no skip: op, width, ratio, downsample, skip, skip mode
+        for action in (0, 0, 0, 1, 0, 0):
+            obs, *_ = env.step(action)
+    for action in (0, 0, 0):
+        obs, *_ = env.step(action)
+    masks.append(obs["action_mask"].tolist())
+    assert masks == [[1, 0, 0, 0, 0]]  # 8 → 4 → 2 → 1: only "none" is left
+    obs, *_ = env.step(0)
+    assert obs["action_mask"].tolist() == [1, 1, 1, 1, 1]  # the skip may come from h0..h3
+    obs, *_ = env.step(4)
+    _, reward, terminated, _, info = env.step(1)
+    assert terminated and info["design_str"] == "conv3x3:4@0/2 | conv3x3:4@0/2 | conv3x3:4@0/2 | conv3x3:4@0&h3"
+    assert "error" not in info and info["flops"] > 0
+
+
+def test_a_latency_reward_needs_latency_measurement(tiny_env_kwargs: dict) -> None:
+    reward = {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "latency_ms"}}
+    with pytest.raises(ConfigError) as err:
+        gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs, reward=reward)
+    assert err.value.key == "reward.init_args.cost"
+    training = {**tiny_env_kwargs["training"], "latency_batch_size": 8, "latency_repeats": 2}
+    env = gym.make("nasprune/NasPrune-v0", **{**tiny_env_kwargs, "training": training}, reward=reward)
+    assert env.unwrapped.reward_fn.cost_ref > 0  # the costliest design's measured latency
+    env.reset(seed=0)
+    for action in [0, 1, 1, 1, 0, 0]:
+        _, reward_value, *_, info = env.step(action)
+    assert info["latency_ms"] > 0
+    assert reward_value == pytest.approx(info["accuracy"] - 0.5 * info["latency_ms"] / info["reward/cost_ref"])

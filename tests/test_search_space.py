@@ -37,6 +37,7 @@ def test_equivalent_encodings_are_one_canonical_design() -> None:
 
 def test_weightless_op_leaves_one_valid_choice() -> None:
     space = SearchSpace.from_config({"num_layers": 1})
+    assert space.action_mask(1, [space.ops.index("identity")]) == [True, False, False]
     assert space.valid_choices(1, [space.ops.index("identity")]) == 1
     assert space.valid_choices(2, [space.ops.index("identity"), 0]) == 1
     assert space.valid_choices(1, [space.ops.index("conv5x5")]) == len(space.widths)
@@ -51,7 +52,13 @@ def test_pruned_width_follows_torch_pruning_rounding() -> None:
 @pytest.mark.parametrize(
     ("config", "key", "fragment"),
     [
-        ({"ops": ["conv3x3", "conv7x7"]}, "ops", "unknown op 'conv7x7'"),
+        ({"ops": ["conv3x3", "dilconv3x3"]}, "ops", "unknown op 'dilconv3x3'"),
+        ({"ops": ["conv4x4"]}, "ops", "must be odd"),
+        ({"ops": ["conv3x5"]}, "ops", "unknown op 'conv3x5'"),
+        ({"downsample": ["stride"]}, "downsample", "must start with 'none'"),
+        ({"downsample": ["none", "dilate"]}, "downsample", "unknown downsampling 'dilate'"),
+        ({"skip_modes": ["add", "multiply"]}, "skip_modes", "unknown skip mode 'multiply'"),
+        ({"skips": "yes"}, "skips", "true or false"),
         ({"ops": []}, "ops", "empty"),
         ({"widths": []}, "widths", "empty"),
         ({"prune_ratios": []}, "prune_ratios", "empty"),
@@ -70,3 +77,113 @@ def test_bad_search_space_names_the_key(config: dict, key: str, fragment: str) -
     assert err.value.key == key
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+RICH = {
+    "num_layers": 3,
+    "ops": ["conv3x3", "sepconv5x5", "avgpool3x3", "identity"],
+    "widths": [8, 16],
+    "prune_ratios": [0.0, 0.5],
+    "downsample": ["none", "stride", "maxpool"],
+    "skips": True,
+    "skip_modes": ["add", "concat"],
+}
+
+
+def test_rich_space_decisions_and_skip_anchors() -> None:
+    space = SearchSpace.from_config(RICH)
+    fields = [d.field for d in space.decisions if d.layer == 0]
+    assert fields == ["op", "width", "prune_ratio", "downsample", "skip", "skip_mode"]
+    skips = [d.choices for d in space.decisions if d.field == "skip"]
+    assert skips == [(None, 0), (None, 0, 1), (None, 0, 1, 2)]  # a layer may reach back to any earlier map
+    assert space.max_choices == 4
+    # conv3x3:16@0.5 strided, skip from h0 concatenated | identity /maxpool | sepconv5x5:8@0 with an added skip from h1
+    actions = [0, 1, 1, 1, 1, 1, 3, 0, 0, 2, 0, 0, 1, 0, 0, 0, 2, 0]
+    design = space.design_from_actions(actions)
+    assert str(design) == "conv3x3:16@0.5/2&h0 | identity/maxpool | sepconv5x5:8@0+h1"
+    assert design.layers[2] == LayerDesign("sepconv5x5", 8, 0.0, skip=1, skip_mode="add")
+    assert design.layers[0].kernel_size == 3 and design.layers[2].kernel_size == 5 and design.layers[2].family == "sepconv"
+    assert Design.from_json(design.to_json()) == design
+    assert design.feature_sizes((7, 7)) == [(7, 7), (4, 4), (2, 2), (2, 2)]  # a stride gives ⌈n/2⌉, a 2×2 pool ⌊n/2⌋
+
+
+def test_masks_follow_the_earlier_decisions() -> None:
+    space = SearchSpace.from_config(RICH)
+    identity, conv = space.ops.index("identity"), space.ops.index("conv3x3")
+    # layer 0 identity: one width, one ratio, no stride (an identity cannot stride), no skip, one skip mode
+    assert space.action_mask(1, [identity]) == [True, False]
+    assert space.action_mask(3, [identity, 0, 0]) == [True, False, True]
+    assert space.action_mask(4, [identity, 0, 0, 0]) == [True, False]
+    assert space.action_mask(5, [identity, 0, 0, 0, 0]) == [True, False]
+    # a conv with a skip picks its mode; without one the mode cannot matter
+    assert space.action_mask(5, [conv, 0, 0, 0, 1]) == [True, True]
+    assert space.action_mask(5, [conv, 0, 0, 0, 0]) == [True, False]
+    assert space.action_mask(3, [conv, 0, 0], input_size=(8, 8)) == [True, True, True]
+
+
+def test_downsampling_a_one_by_one_map_is_masked_out() -> None:
+    space = SearchSpace.from_config(RICH)
+    conv = space.ops.index("conv3x3")
+    layer = [conv, 0, 0, 1, 0, 0]  # conv3x3:8, strided, no skip
+    assert space.action_mask(9, layer + [conv, 0, 0], input_size=(2, 2)) == [True, False, False]  # 2 → 1: stop there
+    assert space.action_mask(9, layer + [conv, 0, 0], input_size=(3, 3)) == [True, True, True]  # 3 → 2: still room
+    assert space.action_mask(3, [conv, 0, 0], input_size=(1, 5)) == [True, False, False]
+
+
+def test_a_collapsing_hand_made_design_is_caught_with_the_reason() -> None:
+    design = Design((LayerDesign("conv3x3", 8, downsample="maxpool"), LayerDesign("conv3x3", 8, downsample="stride")))
+    with pytest.raises(ValueError, match=r"layer 1 \(conv3x3:8@0/2\) downsamples a 1×1 feature map"):
+        design.feature_sizes((3, 3))
+    assert design.feature_sizes((4, 4)) == [(4, 4), (2, 2), (1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("layer", "fragment"),
+    [
+        ({"op": "conv3x3", "width": 8, "skip": 1}, "only h0..h0 exist"),
+        ({"op": "identity", "downsample": "stride"}, "cannot stride"),
+        ({"op": "conv3x3", "width": 8, "downsample": "pool"}, "unknown downsample"),
+        ({"op": "conv3x3", "width": 8, "skip": 0, "skip_mode": "mul"}, "unknown skip mode"),
+    ],
+)
+def test_invalid_layer_designs_are_refused(layer: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Design.from_dict({"layers": [layer]})
+
+
+def test_skip_and_downsample_are_canonical_and_old_json_still_reads() -> None:
+    assert LayerDesign("identity", 8, 0.5, skip=0, skip_mode="concat") == LayerDesign("identity")
+    assert LayerDesign("conv3x3", 8, skip=None, skip_mode="concat") == LayerDesign("conv3x3", 8)
+    old = '{"layers":[{"op":"conv3x3","prune_ratio":0.5,"width":32}]}'
+    assert Design.from_json(old).to_json() == old
+
+
+def test_a_fixed_architecture_searches_only_the_prune_ratios() -> None:
+    space = SearchSpace.from_config({
+        "architecture": [
+            {"op": "conv3x3", "width": 32},
+            {"op": "maxpool3x3", "downsample": "stride"},
+            {"op": "sepconv5x5", "width": 64, "skip": 1, "skip_mode": "concat"},
+        ],
+        "prune_ratios": [0.0, 0.25, 0.5],
+    })
+    assert [(d.layer, d.field) for d in space.decisions] == [(0, "prune_ratio"), (2, "prune_ratio")]
+    assert space.action_mask(1, [2]) == [True, True, True]
+    design = space.design_from_actions([1, 2])
+    assert str(design) == "conv3x3:32@0.25 | maxpool3x3/2 | sepconv5x5:64@0.5&h1"
+    assert [str(d) for d in space.largest_designs()] == ["conv3x3:32@0 | maxpool3x3/2 | sepconv5x5:64@0&h1"]
+
+
+@pytest.mark.parametrize(
+    ("architecture", "fragment"),
+    [
+        ([{"op": "conv3x3"}], "needs a width"),
+        ([{"op": "identity"}], "no weighted layer"),
+        ([], "non-empty list"),
+        ([{"op": "conv3x3", "width": 8, "kernel": 3}], "kernel"),
+    ],
+)
+def test_bad_architecture_names_the_key(architecture: list, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.from_config({"architecture": architecture})
+    assert err.value.key == "architecture" and fragment in str(err.value)

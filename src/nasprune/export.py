@@ -18,8 +18,6 @@ import dataclasses
 import importlib.util
 import json
 import logging
-import statistics
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +28,8 @@ import yaml
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from nasprune.child import ChildNet, ChildTraining, Design, LayerDesign, build_model, count_flops, count_params, evaluate_design
+from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
+from nasprune.child.metrics import measure_latency
 from nasprune.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 def pruned_architecture(net: ChildNet) -> Design:
     """The design whose unpruned network has the pruned net's shapes: widths read off its layers."""
     layers = [
-        LayerDesign(layer.op, conv.out_channels if conv is not None else None)
+        dataclasses.replace(layer, width=conv.out_channels, prune_ratio=0.0) if conv is not None else layer
         for layer, conv in zip(net.design.layers, net.output_convs())
     ]
     return Design(tuple(layers))
@@ -143,21 +142,6 @@ def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> floa
     return float(accuracy.compute())
 
 
-@torch.inference_mode()
-def cpu_latency_ms(net: nn.Module, input_shape: tuple[int, ...], repeats: int = 50, warmup: int = 5) -> float:
-    """Median wall time of one forward pass on one example on the CPU, in milliseconds."""
-    net = net.eval()
-    x = torch.zeros(1, *input_shape)
-    for _ in range(warmup):
-        net(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        net(x)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
-
-
 def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> ChildTraining:
     """The search's child training with `overrides` (e.g. more epochs) applied."""
     try:
@@ -194,7 +178,7 @@ def export_design(
         "val_accuracy_unpruned": result.accuracy_unpruned,
         "params": count_params(net),
         "flops": count_flops(net, shape),
-        "latency_ms": cpu_latency_ms(net, shape),
+        "latency_ms": measure_latency(net, shape, batch_size=1, warmup=5, repeats=50),
         "latency_device": "cpu, batch 1, median of 50",
         "input_shape": list(shape),
         "final_training": dataclasses.asdict(training),
