@@ -136,7 +136,14 @@ def evaluate_design(
     stem_width: int = 16,
     seed: int = 0,
 ) -> EvalResult:
-    """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU."""
+    """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU.
+
+    A child on several devices (`training.devices > 1`) is trained with DDP in processes of its own.
+    """
+    from nasprune.child.distributed import evaluate_in_processes, needs_own_processes  # it imports this module
+
+    if needs_own_processes(training):
+        return evaluate_in_processes(design, datamodule, training, stem_width, seed)
     seconds: dict[str, float] = {}
     with quiet_lightning(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
