@@ -37,6 +37,7 @@ def episode_record(episode: Episode, update: int) -> dict[str, Any]:
         "length": len(episode),
         "actions": [int(a) for a in episode.actions],
         "seconds": episode.seconds,
+        "worker": episode.worker,
     }
 
 

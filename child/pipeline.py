@@ -240,8 +240,13 @@ def evaluate_design(
 ) -> EvalResult:
     """Train, prune, fine-tune and score `design`; deterministic for a seed on CPU.
 
-    A design whose feature maps would collapse raises a ValueError before any training.
+    A design whose feature maps would collapse raises a ValueError before any training. A child on
+    several devices (`training.devices > 1`) is trained with DDP in processes of its own.
     """
+    from nasprune.child.distributed import evaluate_in_processes, needs_own_processes  # it imports this module
+
+    if needs_own_processes(training):
+        return evaluate_in_processes(design, datamodule, training, stem_width, seed)
     seconds: dict[str, float] = {}
     curves: dict[str, dict[str, list[float]]] = {}
     with quiet_lightning(), torch.random.fork_rng(devices=[]):

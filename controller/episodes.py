@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids)
 from nasprune.config import ConfigError
+from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
 
 
 class Agent(Protocol):
@@ -50,6 +51,7 @@ class Episode:
     rewards: list[float]
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    worker: int | None = None  # the parallel worker that played it; None when played in this process
 
     @property
     def total_reward(self) -> float:
@@ -184,6 +186,10 @@ class EpisodeDataModule(pl.LightningDataModule):
         seed: int | None = None,
         num_envs: int = 1,
         updates_per_epoch: int | None = None,
+        num_workers: int = 1,
+        backend: str = "async",
+        ray_address: str | None = None,
+        worker_resources: dict[str, float] | None = None,
     ) -> None:
         """
         Args:
@@ -199,6 +205,16 @@ class EpisodeDataModule(pl.LightningDataModule):
             updates_per_epoch: updates that make one Lightning epoch; `None` (the default) makes the
                 whole search one epoch. Set it to let epoch-end callbacks run, e.g. `EarlyStopping`
                 on `search/reward_recent` with a `stopping_threshold`.
+            num_workers: workers that play an update's episodes in parallel, `num_workers` at a
+                time, the agent acting for them in one batched call per step. 1: play here.
+            backend: `async` (one process per worker: gymnasium's `AsyncVectorEnv`), `ray` (one
+                Ray actor per worker, on this machine or a cluster; needs `pip install nasprune[ray]`)
+                or `sync` (the same rounds, in this process: the reference run).
+            ray_address: the Ray cluster to join (`auto`, `ray://host:10001`, …); `None` starts a
+                local Ray (or uses the one already initialised).
+            worker_resources: per worker `num_cpus` (its threads; Ray's CPU reservation; default:
+                the cores shared out) and `num_gpus` (Ray's GPU reservation; `async` gives each
+                worker its own slice of the visible GPUs through `CUDA_VISIBLE_DEVICES`).
         """
         super().__init__()
         if episodes_per_update < 1:
@@ -207,12 +223,14 @@ class EpisodeDataModule(pl.LightningDataModule):
             raise ConfigError("data.updates_per_epoch", f"must be a positive integer or null, got {updates_per_epoch!r}")
         if num_envs < 1:
             raise ConfigError("data.num_envs", f"must be a positive integer, got {num_envs!r}")
+        check_worker_settings(num_workers, backend, num_envs, worker_resources)
         self.save_hyperparameters()
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
         self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.episodes_played = 0
+        self._workers: WorkerPool | None = None
 
     def _run_seed(self) -> int:
         return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
@@ -224,7 +242,12 @@ class EpisodeDataModule(pl.LightningDataModule):
         return episode
 
     def play_batch(self, agent: Agent, n: int) -> list[Episode]:
-        """`n` episodes: one by one, or `num_envs` at a time when the agent has `act_batch`."""
+        """`n` episodes: by the workers, one by one, or `num_envs` at a time when the agent has `act_batch`."""
+        if self.hparams.num_workers > 1 or self.hparams.backend == "ray":
+            seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(n)]
+            episodes = self.workers().play(agent, self.episodes_played, seeds)
+            self.episodes_played += n
+            return episodes
         if len(self.envs) == 1 or not hasattr(agent, "act_batch"):
             return [self.play(agent) for _ in range(n)]
         episodes: list[Episode] = []
@@ -234,6 +257,17 @@ class EpisodeDataModule(pl.LightningDataModule):
             episodes += play_episodes(envs, agent, self.episodes_played, seeds)
             self.episodes_played += len(envs)
         return episodes
+
+    def workers(self) -> WorkerPool:
+        """The parallel workers, started on first use (so that building the module stays cheap)."""
+        if self._workers is None:
+            self._workers = start_workers(self.hparams)
+        return self._workers
+
+    def teardown(self, stage: str) -> None:
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def train_dataloader(self) -> DataLoader:
         agent = self.trainer.lightning_module

@@ -1,0 +1,105 @@
+"""Episodes per minute on the digits env: one process vs parallel workers (async vector env, Ray).
+
+Each backend plays `--updates` batches of `--episodes-per-update` episodes with the REINFORCE
+controller (the real `EpisodeDataModule` and `Reinforce`; the per-update gradient step, a few
+milliseconds, is left out) after one warm-up batch, which also starts the workers: its time is
+the start-up column. The search space keeps to weighted ops so that every episode's cost is a
+child training (3 epochs + 1 fine-tuning epoch on digits, as in configs/digits.yaml). The
+reference is `num_workers: 1`: episodes played one after another in this process, torch using
+all cores.
+
+    .venv/bin/python bench/parallel.py                                        # one process, async 2, ray 2
+    .venv/bin/python bench/parallel.py --workers 2 --updates 3 --backends sync async
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from nasprune.controller import EpisodeDataModule, Reinforce
+from nasprune.controller.vector import available_cores
+
+ENV_KWARGS = {
+    "search_space": {
+        "num_layers": 3,
+        "ops": ["conv3x3", "conv5x5", "sepconv3x3"],
+        "widths": [16, 32],
+        "prune_ratios": [0.0, 0.25, 0.5],
+        "stem_width": 16,
+    },
+    "training": {"epochs": 3, "finetune_epochs": 1},
+}
+
+
+def measure(backend: str, workers: int, episodes_per_update: int, updates: int, seed: int) -> dict[str, float]:
+    pl.seed_everything(seed)
+    data = EpisodeDataModule(env_kwargs=ENV_KWARGS, episodes_per_update=episodes_per_update, seed=seed, num_workers=workers, backend=backend)
+    agent = Reinforce(data.observation_space, data.action_space)
+    start = time.perf_counter()
+    data.play_batch(agent, episodes_per_update)
+    warm_up = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(updates):
+        data.play_batch(agent, episodes_per_update)
+    seconds = time.perf_counter() - start
+    data.teardown("fit")
+    episodes = updates * episodes_per_update
+    return {"episodes": episodes, "seconds": seconds, "per_minute": 60 * episodes / seconds, "warm_up": warm_up}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--episodes-per-update", type=int, default=None, help="default: 2 × workers")
+    parser.add_argument("--backends", nargs="+", default=["sync", "async", "ray"], choices=["sync", "async", "ray"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="bench/results/parallel.md")
+    args = parser.parse_args()
+    per_update = args.episodes_per_update or 2 * args.workers
+    if "ray" in args.backends:
+        import ray
+
+        temp = tempfile.mkdtemp(prefix="ray")  # session files and auth token stay out of ~/.ray
+        os.environ["HOME"] = temp
+        ray.init(num_cpus=available_cores(), _temp_dir=temp, include_dashboard=False, log_to_driver=False)
+        atexit.register(shutil.rmtree, temp, ignore_errors=True)
+        atexit.register(ray.shutdown)  # runs first: atexit is last in, first out
+    rows = []
+    for backend in args.backends:
+        workers = 1 if backend == "sync" else args.workers
+        result = measure(backend, workers, per_update, args.updates, args.seed)
+        rows.append((backend if workers > 1 else "one process", workers, result))
+        print(f"{backend}: {result}", file=sys.stderr)
+    reference = rows[0][2]["per_minute"]
+    command = shlex.join(["python", "bench/parallel.py", *sys.argv[1:]])
+    lines = [
+        f"Episodes per minute on the digits env, {available_cores()} cores, {per_update} episodes per update, "
+        f"{args.updates} update(s) after a warm-up one. Command: `{command}`",
+        "",
+        "| backend | workers | episodes | seconds | episodes/min | speed-up | start-up + first batch (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, workers, r in rows:
+        lines.append(
+            f"| {name} | {workers} | {r['episodes']} | {r['seconds']:.1f} | {r['per_minute']:.1f} | "
+            f"{r['per_minute'] / reference:.2f}× | {r['warm_up']:.1f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(table)
+
+
+if __name__ == "__main__":
+    main()

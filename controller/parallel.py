@@ -1,0 +1,77 @@
+"""Choosing and starting the parallel workers of `EpisodeDataModule` from its config.
+
+`backend` picks the engine: gymnasium's vector envs on this machine (`sync`, `async`) or Ray
+actors on this machine or a cluster (`ray`, see `ray_backend.py`). Either way the workers sit
+behind one small interface, `WorkerPool`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from nasprune.config import ConfigError
+
+if TYPE_CHECKING:
+    from nasprune.controller.episodes import BatchAgent, Episode
+
+BACKENDS = ("async", "ray", "sync")
+WORKER_RESOURCES = ("num_cpus", "num_gpus")
+
+
+class WorkerPool(Protocol):
+    """Plays episode `first_index + k`, reset with `seeds[k]`, for every k; then gives back its workers."""
+
+    def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]: ...
+
+    def close(self) -> None: ...
+
+
+def check_worker_settings(
+    num_workers: int, backend: str, num_envs: int, worker_resources: Mapping[str, float] | None
+) -> None:
+    """Fail before anything starts, naming the key."""
+    if num_workers < 1:
+        raise ConfigError("data.num_workers", f"must be a positive integer, got {num_workers!r}")
+    if backend not in BACKENDS:
+        raise ConfigError("data.backend", f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if num_workers > 1 and num_envs > 1:
+        raise ConfigError("data.num_envs", "set num_envs or num_workers, not both (workers already play side by side)")
+    for key, value in (worker_resources or {}).items():
+        if key not in WORKER_RESOURCES:
+            raise ConfigError(f"data.worker_resources.{key}", f"unknown resource; allowed: {', '.join(WORKER_RESOURCES)}")
+        if value < 0:
+            raise ConfigError(f"data.worker_resources.{key}", f"must be non-negative, got {value!r}")
+    num_gpus = (worker_resources or {}).get("num_gpus", 0)
+    if backend == "async" and num_gpus != int(num_gpus):
+        raise ConfigError("data.worker_resources.num_gpus", f"must be a whole number with backend async, got {num_gpus!r}")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("data.backend", "ray is not installed; pip install 'nasprune[ray]'") from None
+
+
+def start_workers(hparams: Mapping[str, Any]) -> WorkerPool:
+    """The workers `hparams` (the data module's) ask for.
+
+    Making envs may draw from torch's global generator (a NAS env initialises networks to
+    measure its reference cost): workers start under a forked generator, so starting them does
+    not change the controller's draws.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _start_workers(hparams)
+
+
+def _start_workers(hparams: Mapping[str, Any]) -> WorkerPool:
+    env = (hparams["env_id"], hparams["env_kwargs"], hparams["max_episode_steps"])
+    resources = dict(hparams["worker_resources"] or {})
+    from nasprune.controller.vector import VectorWorkers, make_vector_env
+
+    if hparams["backend"] == "ray":
+        from nasprune.controller.ray_backend import RayVectorEnv
+
+        return VectorWorkers(RayVectorEnv(hparams["num_workers"], *env, resources, hparams["ray_address"]))
+    return VectorWorkers(make_vector_env(hparams["backend"], hparams["num_workers"], *env, resources))

@@ -1,0 +1,187 @@
+"""Workers as Ray actors, on this machine or across a cluster: `EpisodeDataModule(backend="ray")`.
+
+Each worker is a Ray actor holding one env, made in the actor by `make_env`, with its own CPU and
+GPU reservation. `RayVectorEnv` puts the actors behind gymnasium's `VectorEnv` interface, so
+episodes are played by the same lockstep loop as the other backends (`vector.play_vector_batch`)
+and their content is the same for a seed.
+
+A worker whose process dies (killed, out of memory, a node lost) costs one retry: a fresh actor
+replays the episode — the same reset seed, the same actions — and its answer is taken. If that
+one dies too, the episode ends with the env's failure reward and `error_kind: WorkerDied` in its
+info; the slot gets a fresh actor and the search goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import ray
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
+
+from nasprune.config import ConfigError
+from nasprune.controller.episodes import make_env
+from nasprune.controller.vector import threads_per_worker
+
+log = logging.getLogger(__name__)
+
+StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
+
+
+@ray.remote
+class EnvWorker:
+    """One env in its own Ray worker process; the resources are set per actor with `.options()`."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, max_episode_steps: int | None, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.env = make_env(env_id, env_kwargs, max_episode_steps)
+
+    def describe(self) -> tuple[gym.Space, gym.Space, float]:
+        """The env's spaces and the reward of a failed episode (its `failure_reward`, else 0)."""
+        failure_reward = getattr(self.env.unwrapped, "failure_reward", 0.0)
+        return self.env.observation_space, self.env.action_space, float(failure_reward)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def reset(self, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: int) -> StepResult:
+        return self.env.step(action)
+
+    def replay(self, seed: int | None, actions: Sequence[int]) -> tuple[Any, dict[str, Any]] | StepResult:
+        """Reset with `seed`, take `actions`; the last answer (the reset's when there are none)."""
+        answer: Any = self.env.reset(seed=seed)
+        for action in actions:
+            answer = self.env.step(action)
+        return answer
+
+
+class RayVectorEnv(VectorEnv):
+    """`num_workers` Ray actors as one gymnasium vector env (autoreset disabled).
+
+    Resetting with `options={"reset_mask": m, "hold": True}` parks the masked slots: they are not
+    stepped until their next real reset (the `HoldFinished` protocol of the other backends).
+    `worker_ids[i]` is the id of the actor now in slot `i`; a replacement actor gets a new id.
+    """
+
+    def __init__(
+        self,
+        num_workers: int,
+        env_id: str,
+        env_kwargs: dict[str, Any] | None = None,
+        max_episode_steps: int | None = None,
+        worker_resources: dict[str, float] | None = None,
+        address: str | None = None,
+    ) -> None:
+        self._started_ray = not ray.is_initialized()
+        if self._started_ray:
+            local = {"include_dashboard": False} if address is None else {}
+            try:
+                ray.init(address=address, configure_logging=False, **local)
+            except ConnectionError as err:
+                raise ConfigError("data.ray_address", f"cannot join the Ray cluster at {address!r}: {err}") from None
+        resources = dict(worker_resources or {})
+        num_cpus = float(resources.get("num_cpus", 1))
+        self._actor_options = {"num_cpus": num_cpus, "num_gpus": float(resources.get("num_gpus", 0))}
+        self._actor_args = (env_id, env_kwargs, max_episode_steps, threads_per_worker(num_workers, num_cpus))
+        self.num_envs = num_workers
+        self.worker_ids = list(range(num_workers))
+        self._next_worker_id = num_workers
+        self.actors = [self._new_actor() for _ in range(num_workers)]
+        observation_space, action_space, self.failure_reward = ray.get(self.actors[0].describe.remote())
+        self.single_observation_space, self.single_action_space = observation_space, action_space
+        self.observation_space = batch_space(observation_space, num_workers)
+        self.action_space = batch_space(action_space, num_workers)
+        self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+        self._parked = [True] * num_workers
+        self._seeds: list[int | None] = [None] * num_workers
+        self._actions: list[list[int]] = [[] for _ in range(num_workers)]
+        self._retried = [False] * num_workers
+        self._observations = [observation_space.sample() for _ in range(num_workers)]
+
+    def _new_actor(self) -> ActorHandle:
+        return EnvWorker.options(**self._actor_options).remote(*self._actor_args)
+
+    def _replace(self, i: int) -> None:
+        ray.kill(self.actors[i])
+        self.actors[i] = self._new_actor()
+        self.worker_ids[i] = self._next_worker_id
+        self._next_worker_id += 1
+
+    def _batch(self, observations: Sequence[Any]) -> Any:
+        return concatenate(
+            self.single_observation_space, observations, create_empty_array(self.single_observation_space, self.num_envs)
+        )
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        options = dict(options or {})
+        mask = options.pop("reset_mask", np.ones(self.num_envs, dtype=np.bool_))
+        hold = options.pop("hold", False)
+        seeds = list(seed) if isinstance(seed, Sequence) else [seed] * self.num_envs
+        infos: dict[str, Any] = {}
+        if hold:
+            for i in np.flatnonzero(mask):
+                self._parked[i] = True
+            return self._batch(self._observations), infos
+        futures = {int(i): self.actors[i].reset.remote(seeds[i], options or None) for i in np.flatnonzero(mask)}
+        for i, future in futures.items():
+            self._seeds[i], self._actions[i], self._retried[i], self._parked[i] = seeds[i], [], False, False
+            try:
+                observation, info = ray.get(future)
+            except RayActorError as err:
+                observation, info = self._retry(i, err)
+            self._observations[i] = observation
+            infos = self._add_info(infos, info, i)
+        return self._batch(self._observations), infos
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=np.bool_)
+        truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        futures = {}
+        for i, action in enumerate(np.asarray(actions).tolist()):
+            if not self._parked[i]:
+                self._actions[i].append(int(action))
+                futures[i] = self.actors[i].step.remote(int(action))
+        infos: dict[str, Any] = {}
+        for i, future in futures.items():
+            try:
+                answer = ray.get(future)
+            except RayActorError as err:
+                answer = self._retry(i, err)
+            self._observations[i], rewards[i], terminated[i], truncated[i], info = answer
+            infos = self._add_info(infos, info, i)
+        return self._batch(self._observations), rewards, terminated, truncated, infos
+
+    def _retry(self, i: int, err: RayActorError) -> Any:
+        """Slot `i`'s worker died: replay its episode once on a fresh worker, else penalise it."""
+        log.warning("worker %d died (%s); %s", self.worker_ids[i], type(err).__name__, "penalising the episode" if self._retried[i] else "retrying the episode on a new worker")
+        self._replace(i)
+        if not self._retried[i]:
+            self._retried[i] = True
+            try:
+                return ray.get(self.actors[i].replay.remote(self._seeds[i], self._actions[i]))
+            except RayActorError as again:
+                log.warning("worker %d died too (%s); penalising the episode", self.worker_ids[i], type(again).__name__)
+                self._replace(i)
+                err = again
+        if not self._actions[i]:
+            raise RuntimeError(f"no worker could reset episode seed {self._seeds[i]}: {err}") from err
+        info = {"error": f"worker died twice: {err}", "error_kind": "WorkerDied", "reward": self.failure_reward}
+        return self._observations[i], self.failure_reward, True, False, info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        if self._started_ray:
+            ray.shutdown()
