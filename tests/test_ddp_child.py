@@ -29,7 +29,7 @@ def test_a_search_trains_its_child_on_two_ddp_processes(repo: Path, tmp_path: Pa
     config["data"]["env_kwargs"]["search_space"]["num_layers"] = 2
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(config))
     run(["fit", "-c", str(tmp_path / "ddp.yaml"), "--trainer.max_steps=1", "--data.episodes_per_update=1",
-         f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"])  # fmt: skip
+         f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false", "--export.enabled=false"])  # fmt: skip
 
     (child,) = runs
     assert [(r["rank"], r["world_size"], r["backend"]) for r in child.ranks] == [(0, 2, "gloo"), (1, 2, "gloo")]
