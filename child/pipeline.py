@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
+from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params
 from nasprune.child.model import build_model
 from nasprune.child.module import ChildModule
@@ -116,6 +117,7 @@ def _trainer(training: ChildTraining, max_epochs: int, validate: bool = False) -
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if validate else 0,
+        callbacks=[NonFiniteLossGuard()],
     )
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from pytorch_lightning import Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import TensorBoardLogger
 from rich.console import Console
 
 from nasprune.callbacks import EpisodeMetrics, HistoryWriter
@@ -28,6 +34,34 @@ class NasPruneCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": "nasprune.controller.Reinforce"}})
         parser.add_lightning_class_args(HistoryWriter, "history")
         parser.add_lightning_class_args(EpisodeMetrics, "episode_metrics")
+        # last.ckpt after every update: `--ckpt_path last` resumes a killed search where it stopped
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.every_n_train_steps": 1, "checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.enable_version_counter": False}
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """A resumed run writes into the directory of the run it resumes, not a new `version_N`:
+        its history, checkpoints and TensorBoard curves continue in one place."""
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        ckpt_path, trainer_config = config.get("ckpt_path"), config.get("trainer", {})
+        if ckpt_path and trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            run_dir = resumed_run_dir(str(ckpt_path), Path(trainer_config.get("default_root_dir") or os.getcwd()))
+            if run_dir is not None:
+                kwargs["logger"] = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+        return super().instantiate_trainer(**kwargs)
+
+
+def resumed_run_dir(ckpt_path: str, root: Path) -> Path | None:
+    """The run directory a `--ckpt_path` continues: for `last`, the newest `lightning_logs/version_N`
+    under `root` that has `checkpoints/last.ckpt` (None: nothing to resume, a new run starts);
+    for a path `…/RUN/checkpoints/NAME.ckpt`, RUN."""
+    if ckpt_path == "last":
+        runs = [d for d in (root / "lightning_logs").glob("version_*") if (d / "checkpoints" / "last.ckpt").is_file()]
+        numbered = [(int(m.group(1)), d) for d in runs if (m := re.fullmatch(r"version_(\d+)", d.name))]
+        return max(numbered)[1] if numbered else None
+    path = Path(ckpt_path)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def _silence_known_noise() -> None:
