@@ -1,18 +1,40 @@
-"""Writes every finished episode to `history.jsonl` and the best one to `best.json`."""
+"""`history.jsonl` (every finished episode, durably) and `best.json`; their recovery on resume.
+
+The history is the record a search must never lose. Each episode is appended as one JSON line the
+moment it finishes (before the update that learns from it), flushed to the OS at once (so a
+killed process loses nothing), and fsynced (so a crashed machine loses nothing) — per episode by
+default, and in any case before every checkpoint: a checkpoint never counts an episode the history
+could lose.
+
+A resumed run (`--ckpt_path last`) continues the same file. The checkpoint stores how many episodes
+it counts and a digest of their lines; lines beyond that count were written after it (their
+update never made it into a checkpoint) and are dropped, while their evaluations are handed to the
+env's evaluation cache, so the replayed episodes do not train those designs again. A history that
+does not match the checkpoint, or a config that does not match the run, is refused.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
 
+from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
+
+log = logging.getLogger(__name__)
+
+
+class HistoryError(ValueError):
+    """A history file that cannot be read (a corrupt line other than a torn last one)."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -41,50 +63,225 @@ def episode_record(episode: Episode, update: int) -> dict[str, Any]:
     }
 
 
+def _read_lines(path: Path) -> tuple[list[str], bool]:
+    """The complete JSON lines of `path` and whether the file ended cleanly.
+
+    A torn last line (the process was killed while appending it) is dropped with a warning; a
+    line that is not JSON anywhere else is corruption, reported as `HistoryError` naming it.
+    """
+    if not path.exists():
+        return [], True
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    tail = lines.pop()  # "" when the file ends with a newline, else the unterminated last line
+    clean = not tail
+    if tail:
+        try:
+            if isinstance(json.loads(tail), dict):
+                lines.append(tail)  # complete: only its newline was lost
+        except json.JSONDecodeError:
+            log.warning("%s: skipping a torn last line (%d bytes; the run was stopped while writing it)", path, len(tail.encode("utf-8")))
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise HistoryError(f"{path}: line {number} is not JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise HistoryError(f"{path}: line {number} is not a JSON object")
+    return lines, clean
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a `history.jsonl`, in order. Never fails on a torn last line (it is skipped
+    with a warning); raises `HistoryError` naming the line for corruption anywhere else."""
+    return [json.loads(line) for line in _read_lines(Path(path))[0]]
+
+
+def _digest(lines: list[str]) -> str:
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def _first_difference(old: Any, new: Any, key: str) -> tuple[str, Any, Any] | None:
+    """The first config key (dotted) whose value differs between two JSON-like values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for sub in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(sub), new.get(sub), f"{key}.{sub}")
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (key, old, new)
+
+
+def run_identity(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """The settings that make two histories comparable: env, its arguments, episode seeds, batch, strategy."""
+    data = trainer.datamodule
+    hparams = getattr(data, "hparams", {})
+    identity = {
+        "data": {
+            "env_id": hparams.get("env_id"),
+            "env_kwargs": hparams.get("env_kwargs"),
+            "max_episode_steps": hparams.get("max_episode_steps"),
+            "episodes_per_update": hparams.get("episodes_per_update"),
+            "seed": data.run_seed() if hasattr(data, "run_seed") else None,
+        },
+        "model": {"class_path": f"{type(pl_module).__module__}.{type(pl_module).__qualname__}"},
+    }
+    return json.loads(json.dumps(identity, sort_keys=True, default=repr))
+
+
 class HistoryWriter(pl.Callback):
-    """Appends each episode as one JSON line (flushed, and fsynced) and keeps `best.json` current.
+    """Appends each finished episode to `history.jsonl` and keeps `best.json` current.
 
     Files go to the run's log directory (`trainer.log_dir`, e.g. `lightning_logs/version_0`).
-    Every batch is flushed to the OS at once. By default it is also fsynced, so a finished
-    episode survives a crash or power cut; `fsync_interval > 0` fsyncs at most that often (and at
-    the end of training), for tabular envs where an fsync per update is a tenth of the run time.
+    Every episode is flushed to the OS at once and fsynced; `fsync_interval > 0` fsyncs at most
+    that often (tabular envs, where an fsync per episode would dominate) — and always before a
+    checkpoint is written and at the end.
     """
 
     def __init__(self, history_file: str = "history.jsonl", best_file: str = "best.json", fsync_interval: float = 0.0) -> None:
+        if fsync_interval < 0:
+            raise ConfigError("history.fsync_interval", f"must be >= 0 seconds, got {fsync_interval!r}")
+        for key, name in (("history.history_file", history_file), ("history.best_file", best_file)):
+            if not name or Path(name).name != name:
+                raise ConfigError(key, f"must be a plain file name (it goes into the run directory), got {name!r}")
         self.history_file = history_file
         self.best_file = best_file
         self.fsync_interval = fsync_interval
-        self._last_fsync = float("-inf")
         self.history_path: Path | None = None
         self.best_path: Path | None = None
         self.best: dict[str, Any] | None = None
+        self.episodes = 0  # lines in the history file
+        self._digest = hashlib.sha256()
+        self._identity: dict[str, Any] | None = None
+        self._restored: dict[str, Any] | None = None
+        self._handle: IO[str] | None = None
+        self._trainer: pl.Trainer | None = None
+        self._last_fsync = float("-inf")
+        self._unsynced = False
+
+    # ---- wiring ----
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.history_path = run_dir / self.history_file
         self.best_path = run_dir / self.best_file
+        self._trainer = trainer
+        self._identity = run_identity(trainer, pl_module)
+        listeners = getattr(trainer.datamodule, "episode_listeners", None)
+        if listeners is None:
+            raise ConfigError("data", f"{type(trainer.datamodule).__name__} does not report finished episodes (needs `episode_listeners`)")
+        if trainer.global_rank == 0 and self._write not in listeners:
+            listeners.append(self._write)
 
-    @rank_zero_only
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
-    ) -> None:
-        records = [episode_record(episode, trainer.global_step - 1) for episode in batch]
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "digest": self._digest.hexdigest(), "identity": self._identity, "best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        if self._restored is None:
+            existing, _ = _read_lines(self.history_path)
+            if existing:
+                raise ConfigError(
+                    "ckpt_path",
+                    f"{self.history_path} already holds {len(existing)} episodes of another run; resume it with "
+                    "--ckpt_path last (or the path of its checkpoint), or start the new run in another directory",
+                )
+        else:
+            self._resume(trainer, self._restored)
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.history_path.open("a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(record) + "\n" for record in records)
-            handle.flush()
-            if time.monotonic() - self._last_fsync >= self.fsync_interval:
-                os.fsync(handle.fileno())
-                self._last_fsync = time.monotonic()
-        best = max(records, key=lambda r: r["reward"])
-        if self.best is None or best["reward"] > self.best["reward"]:
-            self.best = best
-            temporary = self.best_path.with_suffix(".json.tmp")
-            temporary.write_text(json.dumps(best, indent=2) + "\n", encoding="utf-8")
-            os.replace(temporary, self.best_path)
+        self._handle = self.history_path.open("a", encoding="utf-8")
 
-    @rank_zero_only
+    def _resume(self, trainer: pl.Trainer, state: Mapping[str, Any]) -> None:
+        """Check the run and the file against the checkpoint; drop the lines written after it."""
+        difference = _first_difference(state.get("identity"), self._identity, "")
+        if difference is not None:
+            key, old, new = difference
+            raise ConfigError(
+                key.lstrip("."),
+                f"the run being resumed ({self.history_path.parent}) used {json.dumps(old)}, this config has {json.dumps(new)}; "
+                "one history never mixes two searches: resume with the original setting or start a new run",
+            )
+        counted = int(state["episodes"])
+        lines, clean = _read_lines(self.history_path)
+        if len(lines) < counted:
+            raise ConfigError("ckpt_path", f"{self.history_path} holds {len(lines)} episodes, but the checkpoint counts {counted}: it is not this run's history")
+        kept = lines[:counted]
+        if _digest(kept) != state["digest"]:
+            raise ConfigError("ckpt_path", f"{self.history_path}: its first {counted} episodes are not the ones the checkpoint counted (another run's history?)")
+        records = [json.loads(line) for line in lines]
+        if len(lines) > counted or not clean:
+            if len(lines) > counted:
+                log.info("resuming at episode %d: %d later episodes were never counted by a checkpoint; they are replayed (their evaluations are cached)", counted, len(lines) - counted)
+            self._rewrite(kept)
+        self.episodes = counted
+        self._digest = hashlib.sha256()
+        for line in kept:
+            self._digest.update(line.encode("utf-8") + b"\n")
+        self.best = max(records[:counted], key=lambda r: r["reward"]) if counted else None
+        if self.best is not None:
+            self._write_best(self.best)
+        elif self.best_path.exists():
+            self.best_path.unlink()
+        remember = getattr(trainer.datamodule, "remember", None)
+        if remember is not None:
+            remember(records)
+
+    def _rewrite(self, lines: list[str]) -> None:
+        """Replace the history by `lines` atomically (temporary file, fsync, rename)."""
+        temporary = self.history_path.with_suffix(self.history_path.suffix + ".tmp")
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.history_path)
+
+    # ---- writing ----
+
+    def _write(self, episode: Episode) -> None:
+        record = episode_record(episode, self._trainer.global_step)
+        line = json.dumps(record)
+        self._handle.write(line + "\n")
+        self._handle.flush()
+        self._digest.update(line.encode("utf-8") + b"\n")
+        self.episodes += 1
+        self._unsynced = True
+        if time.monotonic() - self._last_fsync >= self.fsync_interval:
+            self._fsync()
+        if self.best is None or record["reward"] > self.best["reward"]:
+            self.best = record
+            self._write_best(record)
+
+    def _write_best(self, record: dict[str, Any]) -> None:
+        temporary = self.best_path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(temporary, self.best_path)
+
+    def _fsync(self) -> None:
+        if self._handle is not None and self._unsynced:
+            os.fsync(self._handle.fileno())
+            self._unsynced = False
+            self._last_fsync = time.monotonic()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Runs before the checkpoint is written: everything it counts is on disk first."""
+        self._fsync()
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.history_path is not None and self.history_path.exists():
-            with self.history_path.open("a", encoding="utf-8") as handle:
-                os.fsync(handle.fileno())
+        self._fsync()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._handle is not None:
+            self._fsync()
+            self._handle.close()
+            self._handle = None
+        listeners = getattr(trainer.datamodule, "episode_listeners", [])
+        if self._write in listeners:
+            listeners.remove(self._write)
+
+

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
+from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
@@ -191,7 +192,7 @@ def _trainer(
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if validate else 0,
         limit_train_batches=training.limit_train_batches,
-        callbacks=callbacks,
+        callbacks=[NonFiniteLossGuard(), *(callbacks or [])],
     )
 
 

@@ -57,9 +57,11 @@ class GradientFreeStrategy(SearchStrategy):
         return None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["strategy_rng"] = self.rng.bit_generator.state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         if "strategy_rng" in checkpoint:
             self.rng.bit_generator.state = checkpoint["strategy_rng"]
 

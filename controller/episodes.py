@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -163,7 +163,10 @@ class EpisodeStream(IterableDataset):
         per_epoch = self.source.hparams.updates_per_epoch
         updates = itertools.count() if per_epoch is None else range(per_epoch)
         for _ in updates:
-            yield self.source.play_batch(self.agent, self.source.hparams.episodes_per_update)
+            batch = self.source.play_batch(self.agent, self.source.hparams.episodes_per_update)
+            if self.source.has_copies():
+                self.source.remember(episode.info for episode in batch)  # every copy learns what the others evaluated
+            yield batch
 
 
 def _as_is(batch: list[Episode]) -> list[Episode]:
@@ -231,6 +234,41 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.action_space = self.env.action_space
         self.episodes_played = 0
         self._workers: WorkerPool | None = None
+        # called with each episode as soon as it is finished, before the update that uses it
+        # (the history writer makes it durable there)
+        self.episode_listeners: list[Callable[[Episode], None]] = []
+        self._remembered: list[Mapping[str, Any]] = []  # for workers started later
+
+    def _finished(self, episodes: Sequence[Episode]) -> None:
+        for episode in episodes:
+            for listener in self.episode_listeners:
+                listener(episode)
+
+    def has_copies(self) -> bool:
+        """Whether episodes are played by more than one env (copies side by side, or workers)."""
+        return len(self.envs) > 1 or self.hparams.num_workers > 1 or self.hparams.backend == "ray"
+
+    def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Hand finished evaluations (e.g. this run's history on resume) to every env copy and
+        worker that keeps an evaluation cache (an env with a `remember` method); returns the new
+        entries. Workers not started yet get them when they start."""
+        records = list(records)
+        added = 0
+        for env in self.envs:
+            try:
+                remember = env.get_wrapper_attr("remember")
+            except AttributeError:
+                return 0  # the env keeps no cache (nor do its workers: they run the same env)
+            added = max(added, remember(records))
+        if self._workers is not None:
+            self._workers.remember(records)
+        else:
+            self._remembered += records
+        return added
+
+    def run_seed(self) -> int:
+        """The seed episode seeds derive from (`seed`, or torch's initial seed from `seed_everything`)."""
+        return self._run_seed()
 
     def _run_seed(self) -> int:
         return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
@@ -239,6 +277,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         index = self.episodes_played
         episode = play_episode(self.env, agent, index, episode_seed(self._run_seed(), index))
         self.episodes_played += 1
+        self._finished([episode])
         return episode
 
     def play_batch(self, agent: Agent, n: int) -> list[Episode]:
@@ -247,6 +286,7 @@ class EpisodeDataModule(pl.LightningDataModule):
             seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(n)]
             episodes = self.workers().play(agent, self.episodes_played, seeds)
             self.episodes_played += n
+            self._finished(episodes)
             return episodes
         if len(self.envs) == 1 or not hasattr(agent, "act_batch"):
             return [self.play(agent) for _ in range(n)]
@@ -254,14 +294,19 @@ class EpisodeDataModule(pl.LightningDataModule):
         while len(episodes) < n:
             envs = self.envs[: n - len(episodes)]
             seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(len(envs))]
-            episodes += play_episodes(envs, agent, self.episodes_played, seeds)
+            played = play_episodes(envs, agent, self.episodes_played, seeds)
             self.episodes_played += len(envs)
+            self._finished(played)
+            episodes += played
         return episodes
 
     def workers(self) -> WorkerPool:
         """The parallel workers, started on first use (so that building the module stays cheap)."""
         if self._workers is None:
             self._workers = start_workers(self.hparams)
+            if self._remembered:
+                self._workers.remember(self._remembered)
+                self._remembered = []
         return self._workers
 
     def teardown(self, stage: str) -> None:
@@ -274,6 +319,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         return DataLoader(EpisodeStream(self, agent), batch_size=None, collate_fn=_as_is)
 
     def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs: how many episodes were played (episode `i` is seeded by `i`)."""
         return {"episodes_played": self.episodes_played}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -26,6 +26,9 @@ class WorkerPool(Protocol):
 
     def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]: ...
 
+    def remember(self, records: list[Mapping[str, Any]]) -> None:
+        """Hand finished evaluations to every worker's env cache (a no-op for envs without one)."""
+
     def close(self) -> None: ...
 
 

@@ -52,6 +52,10 @@ class EnvWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def call(self, name: str, *args: Any) -> Any:
+        """The env's method `name` called with `args` (gymnasium's `VectorEnv.call`, per actor)."""
+        return self.env.get_wrapper_attr(name)(*args)
+
     def reset(self, seed: int | None, options: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
         return self.env.reset(seed=seed, options=options)
 
@@ -179,6 +183,10 @@ class RayVectorEnv(VectorEnv):
             raise RuntimeError(f"no worker could reset episode seed {self._seeds[i]}: {err}") from err
         info = {"error": f"worker died twice: {err}", "error_kind": "WorkerDied", "reward": self.failure_reward}
         return self._observations[i], self.failure_reward, True, False, info
+
+    def call(self, name: str, *args: Any) -> tuple[Any, ...]:
+        """Call the envs' method `name` on every actor (a replaced actor starts without past calls)."""
+        return tuple(ray.get([actor.call.remote(name, *args) for actor in self.actors]))
 
     def close_extras(self, **kwargs: Any) -> None:
         for actor in self.actors:

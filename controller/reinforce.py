@@ -105,12 +105,27 @@ class Reinforce(SearchStrategy):
         )
         # b_t per step index, NaN until step t is first seen; grows with the longest episode
         self.register_buffer("baseline", torch.empty(0))
+        # actions are sampled from a generator of their own (saved in checkpoints), so a resumed
+        # search samples exactly what the uninterrupted one would, whatever else draws from
+        # torch's global generator in between (Lightning does, when it starts a data loader).
+        # Its seed is drawn from the global generator (set by seed_everything): seeding it with
+        # the global seed itself would replay the very numbers that initialised the weights.
+        self.sampler = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         """The baseline's length is that of the longest episode so far: take the checkpoint's."""
         if prefix + "baseline" in state_dict:
             self.baseline = torch.empty_like(state_dict[prefix + "baseline"], device=self.baseline.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["sampler_rng"] = self.sampler.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if "sampler_rng" in checkpoint:
+            self.sampler.set_state(checkpoint["sampler_rng"])
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -132,7 +147,11 @@ class Reinforce(SearchStrategy):
         recurrent, prev_action = states
         obs = batch_observations(self.observation_space, observations, self.device)
         logits, recurrent = self.policy(obs, prev_action, recurrent)
-        action = logits.argmax(dim=-1) if greedy else Categorical(logits=logits).sample()
+        if greedy:
+            action = logits.argmax(dim=-1)
+        else:
+            probs = torch.softmax(logits.float(), dim=-1).cpu()
+            action = torch.multinomial(probs, 1, generator=self.sampler).squeeze(1).to(logits.device)
         return action.tolist(), (recurrent, action)
 
     # ---- learning ----

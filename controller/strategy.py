@@ -8,10 +8,12 @@ curves are logged here, identically for every strategy.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from gymnasium import spaces
@@ -42,6 +44,32 @@ class SearchStrategy(pl.LightningModule, ABC):
         self.register_buffer("reward_best", torch.tensor(float("-inf")))
         self.register_buffer("episodes_done", torch.tensor(0))
         self.register_buffer("recent_rewards", torch.full((recent_window,), float("nan")))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Lightning's checkpoints hold no random states; a resumed search needs them.
+
+        Stored as tensors and plain Python values, which `torch.load(weights_only=True)` accepts.
+        """
+        numpy_state = np.random.get_state(legacy=False)
+        numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": numpy_state,
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        numpy_state = dict(states["numpy"])
+        numpy_state["state"] = {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}
+        np.random.set_state(numpy_state)
+        random.setstate(states["python"])
 
     def initial_state(self) -> Any:
         """The agent's state at the start of an episode."""

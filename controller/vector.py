@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -219,6 +219,9 @@ class VectorWorkers:
 
     def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
         return play_vector_batch(self.vector_env, agent, first_index, seeds)
+
+    def remember(self, records: list[Mapping[str, Any]]) -> None:
+        self.vector_env.call("remember", records)
 
     def close(self) -> None:
         self.vector_env.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -12,12 +12,14 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
+from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, evaluate_design
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
+from nasprune.envs.cache import EvaluationCache
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,11 @@ class NasPruneEnv(gym.Env):
     step builds, trains, prunes, fine-tunes and scores the child; its reward and every metric go
     into `info`. Rewards before the last step are 0.
 
-    An action outside the mask ends the episode with `failure_reward`, as does a child whose
-    evaluation raises (the error is in `info`): a failing candidate never stops a search.
+    An action outside the mask ends the episode with `failure_reward`, as does a child that
+    fails (`info` gets `error_kind` and `error`; see `nasprune.child.failures`): a failing
+    candidate never stops a search. With `cache` (the default) a design already evaluated in
+    this run is not trained again: the step returns the first evaluation's `info`, marked
+    `cached: True`.
     """
 
     metadata = {"render_modes": []}
@@ -45,8 +50,11 @@ class NasPruneEnv(gym.Env):
         training: Mapping[str, Any] | ChildTraining | None = None,
         reward: Mapping[str, Any] | Reward | None = None,
         failure_reward: float = -1.0,
+        cache: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(cache, bool):
+            raise ConfigError("cache", f"must be true or false, got {cache!r}")
         try:
             self.space = SearchSpace.from_config(search_space)
         except ConfigError as err:
@@ -56,15 +64,16 @@ class NasPruneEnv(gym.Env):
         except ConfigError as err:
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
-        try:
-            self.datamodule.prepare_data()  # a missing data set fails here, before any search
-        except ConfigError as err:
-            raise err.under("datamodule.init_args") from None
+        self._load_data()
         reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
         if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
             raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
         self.reward_fn = reward_fn.with_reference(self._reference_costs())
         self.failure_reward = float(failure_reward)
+        if not np.isfinite(self.failure_reward):
+            raise ConfigError("failure_reward", f"must be a finite number, got {failure_reward!r}")
+        self.cache = EvaluationCache(_design_key) if cache else None
+        self.failures = FailureLog(log)
 
         n_steps = len(self.space.decisions)
         n_actions = self.space.max_choices
@@ -78,6 +87,23 @@ class NasPruneEnv(gym.Env):
         )
         self._actions: list[int] = []
         self._over = False  # set by a masked action: the episode ended before its last decision
+
+    def _load_data(self) -> None:
+        """Load the child data now, so a missing or corrupt data root stops the run before any search."""
+        try:
+            self.datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
+            self.datamodule.setup("fit")
+        except ConfigError as err:
+            raise err.under("datamodule.init_args") from None
+        except (OSError, RuntimeError, ValueError) as err:
+            root = getattr(self.datamodule, "root", None) or getattr(self.datamodule, "hparams", {}).get("root")
+            where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
+            prefix = "" if where is None or where in str(err) else f"{where}: "
+            raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(self.datamodule).__name__} ({type(err).__name__}: {err})") from None
+
+    def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Add evaluations finished elsewhere (this run's history, other env copies) to the cache."""
+        return 0 if self.cache is None else self.cache.remember(records)
 
     def _reference_costs(self) -> dict[str, float]:
         """Costs of the most expensive design in the space (unpruned, widest, costliest op, widest skip)."""
@@ -129,18 +155,38 @@ class NasPruneEnv(gym.Env):
         return self._observation(), reward, True, False, info
 
     def _evaluate(self, design: Design) -> tuple[float, dict[str, Any]]:
-        info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
+        key = design.to_json()
         child_seed = int(self.np_random.integers(2**31))
         start = time.perf_counter()
+        cached = self.cache.lookup(key) if self.cache is not None else None
+        if cached is not None:
+            cached["seconds/evaluate"] = time.perf_counter() - start
+            return float(cached["reward"]), cached
+        info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:
+            shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
+            try:
+                net = build_model(design, shape[0], classes, self.space.stem_width, input_size=shape[1:])
+            except ValueError as err:  # a feature map would collapse: the reason names the layer
+                raise InvalidDesignError(str(err)) from err
+            check_fits_input(net, shape, classes)
             result = evaluate_design(design, self.datamodule, self.training, self.space.stem_width, child_seed)
+            info.update(result.metrics())
+            if result.curves:
+                info["child_curves"] = result.curves
+            info.update(self.reward_fn(info))
         except Exception as err:  # a failing child earns the penalty; the search goes on
-            log.warning("child %s failed: %s: %s", design, type(err).__name__, err)
-            info.update(error=str(err), error_kind=type(err).__name__, reward=self.failure_reward)
-            return self.failure_reward, info
-        info.update(result.metrics())
-        if result.curves:
-            info["child_curves"] = result.curves
-        info.update(self.reward_fn(info))
+            kind, message = classify(err)
+            self.failures.record(kind, message, str(design))
+            info = {"design": info["design"], "design_str": info["design_str"], "error_kind": kind, "error": message}
+            info["reward"] = self.failure_reward
         info["seconds/evaluate"] = time.perf_counter() - start
+        if self.cache is not None:
+            self.cache.add(key, info)
         return float(info["reward"]), info
+
+
+def _design_key(record: Mapping[str, Any]) -> str | None:
+    """The cache key of a recorded NasPrune evaluation (a history line or an `info`)."""
+    design = record.get("design")
+    return Design.from_dict(design).to_json() if isinstance(design, Mapping) else None

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-import torch
 
 import toy_envs  # noqa: F401  (registers TargetSequence-v0)
 from nasprune.cli import run
@@ -151,9 +150,9 @@ def test_batched_acting_samples_like_single_acting(table: Path) -> None:
     data = data_module(table)
     controller = Reinforce(data.observation_space, data.action_space)
     obs, _ = data.env.reset(seed=0)
-    torch.manual_seed(1)
+    controller.sampler.manual_seed(1)  # actions come from the controller's own generator
     single, _ = controller.act(obs, controller.initial_state())
-    torch.manual_seed(1)
+    controller.sampler.manual_seed(1)
     batched, states = controller.act_batch([obs], controller.initial_states(1))
     assert batched == [single] and states[0][0].shape == (1, controller.hparams.hidden_size)
     first = data_module(table, 8, num_envs=8)

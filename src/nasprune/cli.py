@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import sys
 import warnings
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from rich.console import Console
 
-from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
+from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
 from nasprune.config import ConfigError, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
 
@@ -46,13 +47,28 @@ class NasPruneCLI(LightningCLI):
         parser.add_lightning_class_args(HparamsMetric, "hparams_metric")
         parser.add_lightning_class_args(ChildCurves, "child_curves")
         parser.add_lightning_class_args(ExportBest, "export")
+        # last.ckpt after every update: `--ckpt_path last` resumes a killed search where it stopped
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.every_n_train_steps": 1, "checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.enable_version_counter": False}
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Lightning's bar counts batches (updates); a search shows episodes, unless bars are off or the user chose one."""
-        config = self._get(self.config_init, "trainer", default={})
-        callbacks = config.get("callbacks") or []
+        """Two departures from Lightning's defaults.
+
+        A resumed run writes into the directory of the run it resumes, not a new `version_N`: its
+        history, checkpoints and TensorBoard curves continue in one place. And Lightning's bar
+        counts batches (updates); a search shows episodes, unless bars are off or the user chose one.
+        """
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        ckpt_path, trainer_config = config.get("ckpt_path"), config.get("trainer", {})
+        if ckpt_path and trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            run_dir = resumed_run_dir(str(ckpt_path), Path(trainer_config.get("default_root_dir") or os.getcwd()))
+            if run_dir is not None:
+                kwargs["logger"] = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+        callbacks = trainer_config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        if config.get("enable_progress_bar") is not False and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(cb, ProgressBar) for cb in callbacks):
             kwargs.setdefault("callbacks", [*callbacks, SearchProgressBar()])
         return super().instantiate_trainer(**kwargs)
 
@@ -68,6 +84,18 @@ class NasPruneCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()
+
+
+def resumed_run_dir(ckpt_path: str, root: Path) -> Path | None:
+    """The run directory a `--ckpt_path` continues: for `last`, the newest `lightning_logs/version_N`
+    under `root` that has `checkpoints/last.ckpt` (None: nothing to resume, a new run starts);
+    for a path `…/RUN/checkpoints/NAME.ckpt`, RUN."""
+    if ckpt_path == "last":
+        runs = [d for d in (root / "lightning_logs").glob("version_*") if (d / "checkpoints" / "last.ckpt").is_file()]
+        numbered = [(int(m.group(1)), d) for d in runs if (m := re.fullmatch(r"version_(\d+)", d.name))]
+        return max(numbered)[1] if numbered else None
+    path = Path(ckpt_path)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def _silence_known_noise() -> None:
@@ -155,7 +183,7 @@ def main(args: Sequence[str] | None = None) -> None:
             _after_run(args, console)
             return
         cli = run(args)
-    except ConfigError as err:
+    except (ConfigError, HistoryError) as err:
         Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(2) from None
     history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)

@@ -28,6 +28,7 @@ import yaml
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from nasprune.callbacks.history import read_history
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
 from nasprune.child.metrics import measure_latency
 from nasprune.config import ConfigError
@@ -35,17 +36,6 @@ from nasprune.config import ConfigError
 log = logging.getLogger(__name__)
 
 NASPRUNE_ENV_ID = "nasprune/NasPrune-v0"
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """The episodes of a `history.jsonl`; an undecodable line (a run killed mid-write) is skipped."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("%s: skipped an undecodable line (%d characters)", path, len(line))
-    return records
 
 
 def best_record(records: list[dict[str, Any]]) -> dict[str, Any]:
