@@ -11,12 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, NullFormatter
-from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import episode_record
-from nasprune.callbacks.publish import log_figure
-from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.callbacks.publish import PeriodicPublisher, log_figure
 
 # cost metrics in order of preference: a measured latency beats a FLOPs count
 COST_KEYS = ("latency_ms", "flops")
@@ -91,7 +87,7 @@ def pareto_figure(records: Sequence[dict[str, Any]], accuracy_key: str, cost_key
     return figure
 
 
-class ParetoPlot(pl.Callback):
+class ParetoPlot(PeriodicPublisher):
     """Logs `search/pareto` as an image every `every_n_updates` updates and at the end of training.
 
     The x axis is `cost` (`latency_ms` when measured, else `flops`, unless set); the y axis is
@@ -100,29 +96,10 @@ class ParetoPlot(pl.Callback):
     """
 
     def __init__(self, every_n_updates: int = 10, accuracy: str = "accuracy", cost: str | None = None, tag: str = "search/pareto") -> None:
-        if every_n_updates < 1:
-            raise ConfigError("pareto.every_n_updates", f"must be a positive integer, got {every_n_updates!r}")
-        self.every_n_updates = every_n_updates
+        super().__init__(every_n_updates, "pareto")
         self.accuracy = accuracy
         self.cost = cost
         self.tag = tag
-        self.records: list[dict[str, Any]] = []
-        self._logged_update = -1
-
-    @rank_zero_only
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
-    ) -> None:
-        update = trainer.global_step - 1
-        self.records += [episode_record(episode, update) for episode in batch]
-        if (update + 1) % self.every_n_updates == 0:
-            self._publish(trainer, update)
-
-    @rank_zero_only
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        update = trainer.global_step - 1
-        if update != self._logged_update:
-            self._publish(trainer, update)
 
     def _publish(self, trainer: pl.Trainer, update: int) -> None:
         cost_key = choose_cost_key(self.records, self.cost)

@@ -6,9 +6,48 @@ so the callbacks that publish tables and figures call these two functions instea
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import Any
+
 import numpy as np
+import pytorch_lightning as pl
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from nasprune.callbacks.history import episode_record
+from nasprune.config import ConfigError
+from nasprune.controller.episodes import Episode
+
+
+class PeriodicPublisher(pl.Callback):
+    """Keeps every episode's history record; publishes a view of them every N updates and at the end."""
+
+    def __init__(self, every_n_updates: int, key: str) -> None:
+        if every_n_updates < 1:
+            raise ConfigError(f"{key}.every_n_updates", f"must be a positive integer, got {every_n_updates!r}")
+        self.every_n_updates = every_n_updates
+        self.records: list[dict[str, Any]] = []
+        self._logged_update = -1
+
+    @rank_zero_only
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
+    ) -> None:
+        update = trainer.global_step - 1
+        self.records += [episode_record(episode, update) for episode in batch]
+        if (update + 1) % self.every_n_updates == 0:
+            self._publish(trainer, update)
+
+    @rank_zero_only
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        update = trainer.global_step - 1
+        if self.records and update != self._logged_update:
+            self._publish(trainer, update)
+
+    @abstractmethod
+    def _publish(self, trainer: pl.Trainer, update: int) -> None:
+        """Log the view of `self.records` at `update`; set `self._logged_update` when something was logged."""
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:

@@ -7,12 +7,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import episode_record
-from nasprune.callbacks.publish import log_text
+from nasprune.callbacks.publish import PeriodicPublisher, log_text
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
 
 TOP_K_COLUMNS = ["rank", "reward", "accuracy", "FLOPs", "params", "design", "episode", "times seen"]
 
@@ -72,7 +69,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
-class TopKTable(pl.Callback):
+class TopKTable(PeriodicPublisher):
     """Logs `search/top_k`: rank, reward, accuracy, FLOPs, params and design of the `k` best designs.
 
     Refreshed every `every_n_updates` controller updates and once more at the end of training,
@@ -80,29 +77,11 @@ class TopKTable(pl.Callback):
     """
 
     def __init__(self, k: int = 10, every_n_updates: int = 10, tag: str = "search/top_k") -> None:
-        for key, value in (("k", k), ("every_n_updates", every_n_updates)):
-            if value < 1:
-                raise ConfigError(f"top_k.{key}", f"must be a positive integer, got {value!r}")
+        super().__init__(every_n_updates, "top_k")
+        if k < 1:
+            raise ConfigError("top_k.k", f"must be a positive integer, got {k!r}")
         self.k = k
-        self.every_n_updates = every_n_updates
         self.tag = tag
-        self.records: list[dict[str, Any]] = []
-        self._logged_update = -1
-
-    @rank_zero_only
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
-    ) -> None:
-        update = trainer.global_step - 1
-        self.records += [episode_record(episode, update) for episode in batch]
-        if (update + 1) % self.every_n_updates == 0:
-            self._publish(trainer, update)
-
-    @rank_zero_only
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        update = trainer.global_step - 1
-        if self.records and update != self._logged_update:
-            self._publish(trainer, update)
 
     def _publish(self, trainer: pl.Trainer, update: int) -> None:
         rows = top_k_rows(self.records, self.k)
