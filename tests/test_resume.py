@@ -75,7 +75,8 @@ def test_a_killed_tabular_search_resumes_to_the_same_history_as_an_uninterrupted
     seed = random.randrange(10**6)
     rng = random.Random(seed)
     table = write_table(tmp_path / "nb201.csv")
-    budget = ["--trainer.max_steps=40", "--data.episodes_per_update=8", "--history.fsync_interval=0", "--trainer.log_every_n_steps=1"]  # 320 episodes
+    budget = ["--trainer.max_steps=40", "--data.episodes_per_update=8", "--history.fsync_interval=0", "--trainer.log_every_n_steps=1",
+              "--checkpoint.every_n_train_steps=1"]  # 320 episodes, a checkpoint after each update
     killed = tmp_path / "killed"
     args = tabular_args(repo, table, killed, *budget)
     directory = killed / "lightning_logs" / "version_0"
