@@ -39,6 +39,7 @@ def search(config: str, updates: int, seed: int, root: Path) -> dict[str, float]
         f"--seed_everything={seed}",
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
+        "--export.enabled=false",  # the search alone: no final training of its best design
     ])
     wall = time.perf_counter() - start
     (history,) = root.glob("lightning_logs/version_*/history.jsonl")

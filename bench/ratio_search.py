@@ -59,6 +59,7 @@ def search(config: str, seed: int, updates: int, budget: float, root: Path) -> l
         f"--trainer.max_steps={updates}",
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
+        "--export.enabled=false",  # the search alone: no final training of its best design
     ])
     (history,) = root.glob("lightning_logs/version_*/history.jsonl")
     return [json.loads(line) for line in history.read_text().splitlines()]
