@@ -17,18 +17,8 @@ from nasprune.callbacks.pareto import choose_cost_key, pareto_front, pareto_figu
 from nasprune.callbacks.publish import figure_to_array
 from nasprune.callbacks.top_k import TOP_K_COLUMNS, design_label, top_k_rows
 from nasprune.cli import main
+from test_cli import SEARCH_TAGS
 
-SEARCH_TAGS = {
-    "search/reward",
-    "search/reward_max",
-    "search/reward_best",
-    "search/baseline",
-    "search/entropy",
-    "search/loss",
-    "search/policy_loss",
-    "search/episodes",
-    "search/reward_recent",
-}
 EPISODE_TAGS = {"episode/reward", "episode/length", "episode/accuracy", "episode/flops", "episode/params", "episode/reward/cost_term"}
 
 

@@ -18,6 +18,7 @@ SEARCH_TAGS = {
     "search/baseline",
     "search/entropy",
     "search/loss",
+    "search/policy_loss",
     "search/episodes",
     "search/reward_recent",
 }
