@@ -78,7 +78,12 @@ class ObservationEncoder(nn.Module):
 
 
 class LSTMPolicy(nn.Module):
-    """(previous action, observation) → LSTMCell → action logits; one call per env step."""
+    """(previous action, observation) → LSTMCell → action logits.
+
+    Acting calls it one step at a time; learning replays whole episodes with `forward_sequence`,
+    which encodes every step's inputs (all known by then) in one batch and loops only the cell.
+    (An `nn.LSTM` would fuse the loop too, but costs 2.5× an `LSTMCell` for the single steps of acting.)
+    """
 
     def __init__(
         self,
@@ -112,12 +117,26 @@ class LSTMPolicy(nn.Module):
     def forward(
         self, obs: Any, prev_action: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Masked logits for this step and the next recurrent state."""
-        features = torch.cat([self.action_embedding(prev_action), self.encoder(obs)], dim=-1)
-        h, c = self.cell(features, state)
-        logits = self.head(h) / self.temperature
+        """One step: masked logits [batch, actions] and the next recurrent state."""
+        logits, state = self.forward_sequence(obs, prev_action.unsqueeze(1), state)
+        return logits[:, 0], state
+
+    def forward_sequence(
+        self, obs: Any, prev_actions: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Several steps: `obs` holds batch × steps observations, episode by episode, and
+        `prev_actions` is [batch, steps]; masked logits [batch, steps, actions] and the last state."""
+        batch, steps = prev_actions.shape
+        encoded = self.encoder(obs).reshape(batch, steps, -1)
+        features = torch.cat([self.action_embedding(prev_actions), encoded], dim=-1)
+        outputs = []
+        for t in range(steps):
+            state = self.cell(features[:, t], state)
+            outputs.append(state[0])
+        logits = self.head(torch.stack(outputs, dim=1)) / self.temperature
         if self.tanh_constant is not None:
             logits = self.tanh_constant * torch.tanh(logits)
         if isinstance(obs, dict) and self.mask_key in obs:
-            logits = logits.masked_fill(obs[self.mask_key] == 0, torch.finfo(logits.dtype).min)
-        return logits, (h, c)
+            mask = obs[self.mask_key].reshape(batch, steps, -1)
+            logits = logits.masked_fill(mask == 0, torch.finfo(logits.dtype).min)
+        return logits, state

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
-from torch.distributions import Categorical
 
 from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
@@ -55,6 +54,15 @@ def discounted_returns(episodes: Sequence[Episode], gamma: float) -> torch.Tenso
     return returns
 
 
+def centred_ranks(returns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per step index, the rank of each episode's return among the episodes still running, mapped
+    to [−½, ½] (ties share their mean rank): Σ_j sign(G_i − G_j) / (2(n − 1)). [episodes, steps]."""
+    signs = torch.sign(returns.unsqueeze(1) - returns.unsqueeze(0))  # [i, j, steps]
+    pairs = (signs * valid.unsqueeze(0)).sum(dim=1)
+    running = valid.sum(dim=0, keepdim=True)
+    return pairs / (2 * (running - 1)).clamp(min=1) * valid
+
+
 class Reinforce(SearchStrategy):
     """An LSTM policy trained by REINFORCE on episodes from `EpisodeDataModule`.
 
@@ -75,6 +83,7 @@ class Reinforce(SearchStrategy):
         temperature: float = 1.0,
         tanh_constant: float | None = None,
         normalize_advantages: bool = False,
+        rank_advantages: bool = False,
         recent_window: int = 20,
     ) -> None:
         """
@@ -91,12 +100,18 @@ class Reinforce(SearchStrategy):
             tanh_constant: if set, logits = C·tanh(logits) (ENAS: 1.1–2.5).
             normalize_advantages: divide advantages by the batch's standard deviation of returns
                 (for dense-reward envs such as CartPole; leave off for one-reward-per-episode NAS envs).
+            rank_advantages: replace G_t − b_t by the centred rank of G_t among the update's episodes,
+                in [−½, ½] (the fitness shaping of natural evolution strategies, Wierstra et al. 2014;
+                Salimans et al. 2017). A NAS reward's outliers — a broken cell at 10% next to good
+                ones at 90% — then cannot flatten the differences between the good designs.
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
         for key, value in (("model.init_args.lr", lr), ("model.init_args.temperature", temperature), ("model.init_args.hidden_size", hidden_size)):
             if value <= 0:
                 raise ConfigError(key, f"must be positive, got {value!r}")
+        if normalize_advantages and rank_advantages:
+            raise ConfigError("model.init_args.rank_advantages", "choose one of normalize_advantages and rank_advantages")
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
@@ -164,20 +179,16 @@ class Reinforce(SearchStrategy):
         for i, episode in enumerate(episodes):
             valid[i, : len(episode)] = 1.0
             actions[i, : len(episode)] = torch.as_tensor(episode.actions)
-        recurrent = self.policy.initial_state(n, self.device)
-        prev_action = self.policy.start_actions(n, self.device)
-        log_probs, entropies = [], []
-        for t in range(steps):
-            # finished episodes replay their last observation; their steps are masked by `valid`
-            obs = batch_observations(
-                self.observation_space, [ep.observations[min(t, len(ep) - 1)] for ep in episodes], self.device
-            )
-            logits, recurrent = self.policy(obs, prev_action, recurrent)
-            dist = Categorical(logits=logits)
-            log_probs.append(dist.log_prob(actions[:, t]))
-            entropies.append(dist.entropy())
-            prev_action = actions[:, t]
-        return torch.stack(log_probs, dim=1), torch.stack(entropies, dim=1), valid
+        # finished episodes replay their last observation; their steps are masked by `valid`
+        obs = batch_observations(
+            self.observation_space, [ep.observations[min(t, len(ep) - 1)] for ep in episodes for t in range(steps)], self.device
+        )
+        prev_actions = torch.cat([self.policy.start_actions(n, self.device).unsqueeze(1), actions[:, :-1]], dim=1)
+        logits, _ = self.policy.forward_sequence(obs, prev_actions, self.policy.initial_state(n, self.device))
+        log_policy = torch.log_softmax(logits, dim=-1)
+        log_probs = log_policy.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        entropies = -(log_policy.exp() * log_policy).sum(dim=-1)
+        return log_probs, entropies, valid
 
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
@@ -192,7 +203,9 @@ class Reinforce(SearchStrategy):
         baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
         advantages = (returns - baseline) * valid
-        if self.hparams.normalize_advantages and valid.sum() > 1:
+        if self.hparams.rank_advantages:
+            advantages = centred_ranks(returns, valid)
+        elif self.hparams.normalize_advantages and valid.sum() > 1:
             # scale by the spread of the returns, not of the advantages: once the policy is good the
             # advantages shrink towards zero and stay there, instead of being blown back up to unit
             # variance (which makes a converged policy drift)

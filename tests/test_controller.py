@@ -9,7 +9,8 @@ from pytorch_lightning.callbacks import EarlyStopping
 
 import toy_envs  # noqa: F401  (registers TargetSequence-v0)
 from nasprune.controller import Episode, EpisodeDataModule, LSTMPolicy, ObservationEncoder, Reinforce, discounted_returns
-from nasprune.controller.reinforce import batch_observations
+from nasprune.config import ConfigError
+from nasprune.controller.reinforce import batch_observations, centred_ranks
 
 
 def fit(data: EpisodeDataModule, updates: int, **model_kwargs: float) -> Reinforce:
@@ -132,6 +133,50 @@ def test_policy_masks_logits_and_clips_with_tanh() -> None:
     assert probs[0, 0].item() == 0 and probs[0, 3].item() == 0 and probs[1, 0].item() == pytest.approx(1.0)
     unmasked = logits[0, 1:3]
     assert (unmasked.abs() <= 1.5).all()
+
+
+def test_replaying_whole_episodes_gives_the_logits_of_acting_step_by_step() -> None:
+    """Learning replays episodes in one batch (`_replay`); it must score exactly what acting sampled."""
+    torch.manual_seed(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", env_kwargs={"target": (0, 2, 1), "masked": True}, episodes_per_update=3)
+    model = Reinforce(data.observation_space, data.action_space, tanh_constant=2.0, temperature=1.5)
+    episodes, stepwise = [], []
+    for index in range(3):
+        obs, _ = data.env.reset(seed=index)
+        state, observations, actions, log_probs, done = model.initial_state(), [], [], [], False
+        while not done:
+            logits, _ = model.policy(batch_observations(data.observation_space, [obs], model.device), state[1], state[0])
+            action, state = model.act(obs, state)
+            log_probs.append(torch.log_softmax(logits, dim=-1)[0, action])
+            observations.append(obs)
+            actions.append(action)
+            obs, _, terminated, truncated, _ = data.env.step(action)
+            done = terminated or truncated
+        episodes.append(Episode(index, observations, actions, [0.0] * len(actions)))
+        stepwise.append(torch.stack(log_probs))
+    first = episodes[0]
+    episodes.append(Episode(3, first.observations[:2], first.actions[:2], [0.0, 0.0]))  # a shorter one, padded
+    replayed, entropies, valid = model._replay(episodes)
+    assert valid.tolist() == [[1.0, 1.0, 1.0]] * 3 + [[1.0, 1.0, 0.0]]
+    assert torch.allclose(replayed[:3], torch.stack(stepwise), atol=1e-6)
+    assert torch.allclose(replayed[3, :2], stepwise[0][:2], atol=1e-6)
+    assert (entropies >= 0).all() and replayed.requires_grad
+
+
+def test_centred_ranks_of_returns() -> None:
+    returns = torch.tensor([[3.0, 3.0], [1.0, 1.0], [2.0, 0.0], [2.0, 0.0]])
+    valid = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # two episodes end after one step
+    # step 0: ranks 4, 1, 2.5, 2.5 of 4 → (r − 2.5) / 3; step 1: 3 beats 1 among the two still running
+    assert centred_ranks(returns, valid).tolist() == [[0.5, 0.5], [-0.5, -0.5], [0.0, 0.0], [0.0, 0.0]]
+    with pytest.raises(ConfigError, match="rank_advantages"):
+        Reinforce(spaces.Discrete(2), spaces.Discrete(2), normalize_advantages=True, rank_advantages=True)
+
+
+def test_rank_advantages_reach_the_optimum() -> None:
+    pl.seed_everything(0)
+    data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=8)
+    model = fit(data, updates=120, lr=0.03, entropy_weight=0.0, rank_advantages=True)
+    assert greedy_actions(model, data) == [2, 0, 1, 2]
 
 
 def test_checkpoint_keeps_baseline_and_best() -> None:
