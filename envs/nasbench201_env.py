@@ -238,11 +238,13 @@ class NasBench201Env(gym.Env):
         self._actions: list[int] = []
         self._failed = False
 
+    def _mask(self) -> np.ndarray:
+        """The actions allowed next (shared with the table: copy before handing it out)."""
+        return self._done_mask if self._failed else self.table.masks.get(tuple(self._actions), self._done_mask)
+
     def _observation(self) -> dict[str, Any]:
-        actions = tuple(self._actions)
-        mask = self._done_mask if self._failed else self.table.masks.get(actions, self._done_mask)
-        prev = actions[-1] if actions else len(OPS)
-        return {"step": len(actions), "prev_action": prev, "action_mask": mask.copy()}
+        prev = self._actions[-1] if self._actions else len(OPS)
+        return {"step": len(self._actions), "prev_action": prev, "action_mask": self._mask().copy()}
 
     def reward_of(self, row: dict[str, Any]) -> tuple[float, dict[str, float]]:
         """The reward of a table row and its parts (`reward/accuracy`, `reward/latency_factor`)."""
@@ -264,7 +266,7 @@ class NasBench201Env(gym.Env):
         if self._failed or len(self._actions) >= len(EDGES):
             raise RuntimeError("step() called on a finished episode; call reset() first")
         action = int(action)
-        if not self.action_space.contains(action) or not self._observation()["action_mask"][action]:
+        if not 0 <= action < len(OPS) or not self._mask()[action]:
             info = {"error": f"action {action} is masked out at step {len(self._actions)}", "error_kind": "invalid_action"}
             self._failed = True
             return self._observation(), self.failure_reward, True, False, info
