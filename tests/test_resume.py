@@ -164,8 +164,8 @@ def test_a_new_run_never_appends_to_an_existing_history(repo: Path, tmp_path: Pa
     with pytest.raises(SystemExit):
         main(tabular_args(repo, table, tmp_path, "--trainer.max_steps=1", *pinned))
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nasprune: error:")]
-    assert line.startswith("nasprune: error: ckpt_path: ") and "already holds 8 episodes of another run" in line
-    assert len(read_history(tmp_path / "lightning_logs" / "fixed" / "history.jsonl")) == 8
+    assert line.startswith("nasprune: error: ckpt_path: ") and "already holds 16 episodes of another run" in line
+    assert len(read_history(tmp_path / "lightning_logs" / "fixed" / "history.jsonl")) == 16  # one update of the config's 16 episodes
 
 
 def test_episodes_written_after_the_last_checkpoint_and_a_torn_line_are_replaced(repo: Path, tmp_path: Path) -> None:
