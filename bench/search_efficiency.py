@@ -83,10 +83,11 @@ def search(config: str, strategy: str, seed: int, budgets: list[int], table: str
 
 
 def throughput(config: str, table: str | None, extra: list[str], short: int, long: int) -> dict[str, float]:
-    """Episodes per second of the controller through the `nasprune` command (two process lengths)."""
+    """Episodes per second of the controller through the `nasprune` command: two runs, of about
+    `short` and `long` episodes (whole updates), whatever the episodes per update."""
     per_update = episodes_per_update(config, extra)
     wall, cpu = {}, {}
-    for updates in (short, long):
+    for updates in (max(1, round(short / per_update)), max(1, round(long / per_update))):
         with tempfile.TemporaryDirectory() as root:
             # as a user runs it: progress bar and model summary on (the output goes nowhere)
             command = [str(Path(sys.executable).with_name("nasprune")), *cli_args(config, 0, Path(root), updates, table, extra, quiet=False)]
@@ -97,6 +98,7 @@ def throughput(config: str, table: str | None, extra: list[str], short: int, lon
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu[updates] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     episodes = {updates: updates * per_update for updates in wall}
+    short, long = sorted(wall)
     added = episodes[long] - episodes[short]
     return {
         "episodes": episodes[long],
@@ -196,7 +198,8 @@ def main() -> None:
     parser.add_argument("--report", default="test_acc_200ep", help="the table column reported (never rewarded)")
     parser.add_argument("--out", default=str(RESULTS / "search_efficiency"), help="path prefix of the .md and .png")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--throughput-updates", type=int, nargs=2, default=[10, 2000], metavar=("SHORT", "LONG"))
+    parser.add_argument("--throughput-episodes", type=int, nargs=2, default=[80, 16000], metavar=("SHORT", "LONG"),
+                        help="episodes of the two timed runs (rounded to whole updates)")
     parser.add_argument("extra", nargs="*", help="more CLI overrides for every run of every strategy, after `--`, e.g. --strategies controller -- --model.init_args.lr=0.02")
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS")
@@ -213,7 +216,7 @@ def main() -> None:
     stats = summarise(results, args.budgets)
     speed = None
     if not args.skip_throughput and "controller" in results:
-        speed = throughput(args.config, args.table, args.extra, *args.throughput_updates)
+        speed = throughput(args.config, args.table, args.extra, *args.throughput_episodes)
     text = markdown(stats, results, args.budgets, args.seeds, command, args.report, speed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
