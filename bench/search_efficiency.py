@@ -9,6 +9,7 @@ two `nasprune fit` processes of different lengths, timed from the outside.
 
     python bench/search_efficiency.py                           # 30 seeds, budgets 50 100 200 500
     python bench/search_efficiency.py --seeds 5 --skip-throughput
+    python bench/search_efficiency.py --strategies controller --first-seed 100 --skip-throughput -- --model.init_args.lr=0.02
     python bench/search_efficiency.py --table ../shared/data/nasbench201/nb201_cifar10.csv
 
 Writes `bench/results/search_efficiency.md` (the table, its caption holds this command) and
@@ -123,10 +124,10 @@ def summarise(results: dict[str, list[dict]], budgets: list[int]) -> dict[str, d
     return table
 
 
-def markdown(stats: dict, results: dict, budgets: list[int], seeds: int, command: str, report: str, speed: dict | None) -> str:
+def markdown(stats: dict, results: dict, budgets: list[int], seeds: range, command: str, report: str, speed: dict | None) -> str:
     lines = [
         f"**Search efficiency on NAS-Bench-201 (CIFAR-10).** Best design by reward (`valid_acc_12ep`) within the "
-        f"first B episodes, its `{report}`: mean ± std (standard error) over {seeds} seeds. "
+        f"first B episodes, its `{report}`: mean ± std (standard error) over {len(seeds)} seeds ({seeds.start}–{seeds.stop - 1}). "
         f"Produced by `{command}`.",
         "",
         "| strategy | " + " | ".join(f"B = {b}" for b in budgets) + " |",
@@ -191,7 +192,8 @@ def plot(stats: dict, budgets: list[int], report: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="configs/nasbench201.yaml")
-    parser.add_argument("--seeds", type=int, default=30, help="seeds 0 … N−1")
+    parser.add_argument("--seeds", type=int, default=30, help="how many seeds: FIRST … FIRST + N − 1")
+    parser.add_argument("--first-seed", type=int, default=0, help="tune on other seeds (e.g. 100) than the ones reported (0 …)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200, 500])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--table", help="override data.env_kwargs.table")
@@ -207,17 +209,18 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning_fabric.utilities.seed").setLevel(logging.WARNING)  # "Seed set to …" per run
 
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     results: dict[str, list[dict]] = {}
     for strategy in args.strategies:
         results[strategy] = []
-        for seed in range(args.seeds):
+        for seed in seeds:
             results[strategy].append(search(args.config, strategy, seed, args.budgets, args.table, args.extra, args.report))
         print(f"{strategy}: done ({sum(r['seconds'] for r in results[strategy]):.0f} s)", file=sys.stderr, flush=True)
     stats = summarise(results, args.budgets)
     speed = None
     if not args.skip_throughput and "controller" in results:
         speed = throughput(args.config, args.table, args.extra, *args.throughput_episodes)
-    text = markdown(stats, results, args.budgets, args.seeds, command, args.report, speed)
+    text = markdown(stats, results, args.budgets, seeds, command, args.report, speed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text, encoding="utf-8")
