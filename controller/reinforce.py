@@ -4,6 +4,7 @@ One training step = one update from a batch of freshly played episodes:
     advantage_t = G_t − b_t        (G_t the discounted return from step t, b_t its EMA baseline)
     loss        = −Σ_t advantage_t · log π(a_t) / episodes − entropy_weight · mean entropy
     b_t        ← decay · b_t + (1 − decay) · mean over episodes of G_t
+With `rank_advantages`, advantage_t is instead the centred rank of G_t among the update's episodes.
 
 The baseline is kept per step index. In a NAS env (one reward at the end, γ = 1) every G_t is
 the episode's reward, so all b_t equal the classic EMA of rewards; in a dense-reward env
