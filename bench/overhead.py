@@ -2,8 +2,8 @@
 
 Runs the digits config through the real CLI (in this process) twice, with `--updates` and
 2 × `--updates` controller updates. Child time is what `evaluate_design` reports per episode
-(`seconds/train`, `/prune`, `/finetune`, `/score`: Lightning fits, pruning, validation and FLOP
-counting) summed over `history.jsonl`; everything else — the controller's sampling and updates,
+(`seconds/train`, `/validate`, `/prune`, `/finetune`, `/score`: Lightning fits, the unpruned child's
+validation, pruning, the pruned child's validation and FLOP counting) summed over `history.jsonl`; everything else — the controller's sampling and updates,
 the env, logging, history files, the Trainer — is overhead. The steady-state share takes the
 difference of the two runs, which cancels start-up (imports, config parsing, the env's
 reference costs); the whole-run share includes it. Target: ≤ 5%.
@@ -26,7 +26,7 @@ import torch
 
 from nasprune.cli import run
 
-CHILD_STAGES = ("train", "prune", "finetune", "score")
+CHILD_STAGES = ("train", "validate", "prune", "finetune", "score")
 
 
 def search(config: str, updates: int, seed: int, root: Path) -> dict[str, float]:
@@ -46,7 +46,8 @@ def search(config: str, updates: int, seed: int, root: Path) -> dict[str, float]
     records = [json.loads(line) for line in history.read_text().splitlines()]
     child = sum(r.get(f"seconds/{stage}", 0.0) for r in records for stage in CHILD_STAGES)
     evaluate = sum(r.get("seconds/evaluate", 0.0) for r in records)
-    return {"episodes": len(records), "wall": wall, "child": child, "evaluate": evaluate}
+    validate = sum(r.get("seconds/validate", 0.0) for r in records)
+    return {"episodes": len(records), "wall": wall, "child": child, "validate": validate, "evaluate": evaluate}
 
 
 def main() -> None:
@@ -67,17 +68,18 @@ def main() -> None:
     def row(name: str, r: dict[str, float]) -> str:
         outside = r["wall"] - r["child"]
         return (
-            f"| {name} | {r['episodes']:.0f} | {r['wall']:.1f} | {r['child']:.1f} | {r['wall'] - r['evaluate']:.1f} | "
+            f"| {name} | {r['episodes']:.0f} | {r['wall']:.1f} | {r['child']:.1f} | {r['validate']:.1f} | {r['wall'] - r['evaluate']:.1f} | "
             f"{outside:.1f} | **{100 * outside / r['wall']:.1f}%** |"
         )
 
     command = "python " + shlex.join(sys.argv)
     lines = [
         f"Search overhead on `{args.config}` (torch threads {args.threads}): the share of wall time outside child "
-        f"training, pruning, fine-tuning and scoring. Command: `{command}`",
+        f"training, validation, pruning, fine-tuning and scoring. Command: `{command}`",
         "",
-        "| run | episodes | wall (s) | child (s) | outside the env's evaluation (s) | outside the child (s) | share outside the child |",
-        "|---|---|---|---|---|---|---|",
+        "| run | episodes | wall (s) | child (s) | of which the unpruned validation (s) | outside the env's evaluation (s) | "
+        "outside the child (s) | share outside the child |",
+        "|---|---|---|---|---|---|---|---|",
         row(f"{args.updates} updates, start-up included", short),
         row(f"{2 * args.updates} updates, start-up included", long),
         row(f"steady state (difference of the two)", steady),

@@ -1,15 +1,21 @@
 """Searched per-layer prune ratios vs one uniform ratio with the same FLOPs (AMC's claim), on MNIST.
 
-For each seed: the controller searches the per-layer ratios of `configs/mnist_ratios.yaml`'s fixed
-architecture through the real CLI, rewarded with validation accuracy under a hard FLOPs budget
-of 1.05 × the FLOPs of the uniform ratio. The searched design is the best-accuracy episode whose
-FLOPs are within ±5% of the uniform design's. Then both designs are trained again from scratch
-with the same budget (the config's epochs and fine-tuning) and a fresh child seed, and their
-validation accuracies compared: the search's own figure is the maximum over noisy episodes,
-so it would flatter the searched design.
+For each search seed, the controller searches the per-layer ratios of `configs/mnist_ratios.yaml`'s
+fixed architecture through the real CLI, rewarded (`TargetWindowReward`) with validation accuracy
+inside ±`tolerance` of the uniform design's FLOPs and penalised by the distance outside that window.
+The searched design is the episode with the highest reward — the best validation accuracy — among
+those within the window; the test split plays no part in the choice.
 
-    python bench/ratio_search.py                              # 3 seeds × 32 episodes
-    python bench/ratio_search.py --seeds 0 --updates 2        # a quick look
+Then the searched design and the uniform one are each trained again from scratch with the config's
+training budget (the same for both, the same as in the search) for every child seed of
+`--child-seeds` — the same seeds for both columns — and scored on MNIST's official test split
+(10,000 images the search never saw). The search's own figure is the maximum over noisy episodes,
+so it would flatter the searched design; the retrained mean does not. A child's training is
+deterministic for a seed on CPU, so the uniform design is trained once per child seed and that
+column repeats on every row.
+
+    python bench/ratio_search.py                                        # 3 search seeds × 20 episodes, 3 child seeds
+    python bench/ratio_search.py --seeds 0 --updates 1 --child-seeds 0  # a quick look
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import torch
 import yaml
 
 from nasprune.child import ChildTraining, Design, SearchSpace, build_model, count_flops, evaluate_design, prune_child
+from nasprune.child.data import ChildDataModule
 from nasprune.cli import run
 from nasprune.config import instantiate
-from nasprune.child.data import ChildDataModule
+from nasprune.export import held_out_accuracy
 
 
 def uniform_design(space: SearchSpace, ratio: float) -> Design:
@@ -41,13 +48,16 @@ def pruned_flops(design: Design, datamodule: ChildDataModule, stem_width: int) -
     return count_flops(prune_child(net, datamodule.input_shape), datamodule.input_shape)
 
 
-def search(config: str, seed: int, updates: int, budget: float, root: Path) -> list[dict]:
-    """One search through the CLI on a copy of `config` with the reward's budget set.
+def search(config: str, seed: int, updates: int, target: int, tolerance: float, root: Path) -> list[dict]:
+    """One search through the CLI on a copy of `config` with the reward's target and window set.
 
     (A copy, because a dotted override into `env_kwargs`, a plain dict, would replace the reward.)
     """
     settings = yaml.safe_load(Path(config).read_text())
-    settings["data"]["env_kwargs"]["reward"]["init_args"]["budget"] = budget
+    reward = settings["data"]["env_kwargs"]["reward"]
+    if not reward["class_path"].endswith("TargetWindowReward"):
+        raise SystemExit(f"{config}: the benchmark sets a TargetWindowReward's target; the config has {reward['class_path']}")
+    reward["init_args"].update(target=target, tolerance=tolerance)
     root.mkdir(parents=True, exist_ok=True)
     copy = root / "config.yaml"
     copy.write_text(yaml.safe_dump(settings))
@@ -65,11 +75,27 @@ def search(config: str, seed: int, updates: int, budget: float, root: Path) -> l
     return [json.loads(line) for line in history.read_text().splitlines()]
 
 
+def test_accuracies(
+    design: Design, datamodule: ChildDataModule, training: ChildTraining, stem_width: int, child_seeds: list[int]
+) -> list[float]:
+    """`design` trained, pruned and fine-tuned once per child seed; each net's accuracy on the test split."""
+    accuracies = []
+    for child_seed in child_seeds:
+        result = evaluate_design(design, datamodule, training, stem_width, child_seed)
+        accuracies.append(held_out_accuracy(result.model, datamodule, datamodule.num_classes))
+    return accuracies
+
+
+def percent(values: list[float]) -> str:
+    return f"**{100 * statistics.mean(values):.2f}** ({', '.join(f'{100 * v:.2f}' for v in values)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="configs/mnist_ratios.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--updates", type=int, default=8, help="controller updates per seed (× episodes_per_update episodes)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
+    parser.add_argument("--updates", type=int, default=5, help="controller updates per search (× episodes_per_update episodes)")
+    parser.add_argument("--child-seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="seeds of the retrainings")
     parser.add_argument("--uniform", type=float, default=0.5, help="the uniform ratio compared against")
     parser.add_argument("--tolerance", type=float, default=0.05, help="FLOPs within ±tolerance of the uniform design's")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 on a shared machine)")
@@ -85,47 +111,57 @@ def main() -> None:
     target = pruned_flops(uniform, datamodule, space.stem_width)
     low, high = (1 - args.tolerance) * target, (1 + args.tolerance) * target
 
-    rows, searched_acc, uniform_acc = [], [], []
     start = time.perf_counter()
+    uniform_acc = test_accuracies(uniform, datamodule, training, space.stem_width, args.child_seeds)
+    rows, searched_means, differences = [], [], []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            history = search(args.config, seed, args.updates, high, Path(tmp) / "run")
-        matching = [h for h in history if "flops" in h and low <= h["flops"] <= high]
+            history = search(args.config, seed, args.updates, target, args.tolerance, Path(tmp) / "run")
+        within = [low <= h.get("flops", -1) <= high for h in history]
+        half = len(history) // 2
+        share = f"{sum(within)} / {len(history)} ({sum(within[:half])} in the first half, {sum(within[half:])} in the second)"
+        matching = [h for h, ok in zip(history, within) if ok]
         if not matching:
-            rows.append(f"| {seed} | none of {len(history)} episodes within ±{args.tolerance:.0%} | | | | |")
+            rows.append(f"| {seed} | {share} | none | | | | | |")
             continue
-        best = max(matching, key=lambda h: h["accuracy"])
+        best = max(matching, key=lambda h: h["reward"])
         found = Design.from_dict(best["design"])
-        child_seed = 1000 + seed
-        found_result = evaluate_design(found, datamodule, training, space.stem_width, child_seed)
-        uniform_result = evaluate_design(uniform, datamodule, training, space.stem_width, child_seed)
-        searched_acc.append(found_result.accuracy)
-        uniform_acc.append(uniform_result.accuracy)
+        searched_acc = test_accuracies(found, datamodule, training, space.stem_width, args.child_seeds)
+        searched_means.append(statistics.mean(searched_acc))
+        differences.extend(s - u for s, u in zip(searched_acc, uniform_acc))
         ratios = ", ".join(f"{layer.prune_ratio:g}" for layer in found.layers if layer.width is not None)
+        flops = best["flops"]
         rows.append(
-            f"| {seed} | {len(matching)} / {len(history)} | {ratios} | {found_result.flops:,} ({found_result.flops / target - 1:+.1%}) | "
-            f"{100 * best['accuracy']:.2f} | **{100 * found_result.accuracy:.2f}** | **{100 * uniform_result.accuracy:.2f}** |"
+            f"| {seed} | {share} | {ratios} | {flops:,} ({flops / target - 1:+.1%}) | {100 * best['accuracy']:.2f} | "
+            f"{percent(searched_acc)} | {percent(uniform_acc)} | {100 * (searched_means[-1] - statistics.mean(uniform_acc)):+.2f} |"
         )
     minutes = (time.perf_counter() - start) / 60
 
     command = "python " + shlex.join(sys.argv)
     uniform_text = str(uniform).replace(" | ", " → ")
-    mean = (
-        f"Mean over {len(searched_acc)} seeds: searched **{100 * statistics.mean(searched_acc):.2f}%**, "
-        f"uniform **{100 * statistics.mean(uniform_acc):.2f}%** "
-        f"(difference {100 * (statistics.mean(searched_acc) - statistics.mean(uniform_acc)):+.2f} points)."
-        if searched_acc
-        else "No seed found a design within the FLOPs tolerance."
-    )
+    if searched_means:
+        spread = statistics.stdev(differences) if len(differences) > 1 else float("nan")
+        summary = (
+            f"Mean over {len(searched_means)} search seeds × {len(args.child_seeds)} child seeds (test accuracy): "
+            f"searched **{100 * statistics.mean(searched_means):.2f}%**, uniform **{100 * statistics.mean(uniform_acc):.2f}%**, "
+            f"difference **{100 * statistics.mean(differences):+.2f} points** (the {len(differences)} paired differences, "
+            f"same child seed: standard deviation {100 * spread:.2f}, min {100 * min(differences):+.2f}, "
+            f"max {100 * max(differences):+.2f})."
+        )
+    else:
+        summary = "No search found a design within the FLOPs tolerance."
     lines = [
         f"Searched vs uniform prune ratios on `{args.config}` (`{uniform_text}`, uniform {args.uniform}: {target:,} FLOPs; "
-        f"{args.updates} updates per seed, budget {high:,.0f} FLOPs; {minutes:.1f} min). Command: `{command}`",
+        f"window ±{args.tolerance:.0%}; {args.updates} updates per search; child seeds {', '.join(map(str, args.child_seeds))}; "
+        f"torch threads {args.threads}; {minutes:.1f} min). Command: `{command}`",
         "",
-        "| seed | episodes within ±5% FLOPs | searched ratios | searched FLOPs (vs uniform) | accuracy in the search (%) | searched, retrained (%) | uniform, retrained (%) |",
-        "|---|---|---|---|---|---|---|",
+        f"| search seed | episodes within ±{args.tolerance:.0%} FLOPs | searched ratios | searched FLOPs (vs uniform) | "
+        "validation accuracy in the search (%) | searched, retrained: test accuracy (%) | uniform, retrained: test accuracy (%) | "
+        "difference (points) |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        mean,
+        summary,
         "",
     ]
     text = "\n".join(lines)

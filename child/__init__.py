@@ -15,7 +15,7 @@ from nasprune.child.module import ChildModule
 from nasprune.child.pipeline import ChildTraining, EvalResult, evaluate_design
 from nasprune.child.prune import IMPORTANCES, prune_child
 from nasprune.child.quantize import QuantizationReport, quantization_report, quantize_dynamic_int8
-from nasprune.child.rewards import AMCReward, HardBudgetReward, LinearReward, MnasNetReward, Reward
+from nasprune.child.rewards import AMCReward, HardBudgetReward, LinearReward, MnasNetReward, Reward, TargetWindowReward
 from nasprune.child.search_space import Design, LayerDesign, SearchSpace
 from nasprune.child.sparsity import AGPSparsity, agp_sparsity, apply_sparsity
 
@@ -40,6 +40,7 @@ __all__ = [
     "QuantizationReport",
     "Reward",
     "SearchSpace",
+    "TargetWindowReward",
     "TorchvisionDataModule",
     "agp_sparsity",
     "apply_sparsity",

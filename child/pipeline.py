@@ -113,7 +113,8 @@ class ChildTraining:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall.
+    """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall, per
+    stage (`train`, `validate` of the unpruned child, `prune`, `finetune`, `score`, `latency`).
 
     `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
     `size_bytes` is its serialised state dict; `latency_ms` the median CPU forward time of a
@@ -176,12 +177,27 @@ class EpochCurves(pl.Callback):
             self.curves[name].append(float(trainer.callback_metrics[f"train/{name}"]))
 
 
+class ValidationTimer(pl.Callback):
+    """Wall time of the validation runs inside a fit, reported as a stage of its own."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+
 def _trainer(
     training: ChildTraining, max_epochs: int, validate: bool = False, callbacks: list[pl.Callback] | None = None
 ) -> pl.Trainer:
-    """A silent Trainer; fitting skips validation (accuracy is measured once, at the end)."""
+    """A silent Trainer. Fitting with `validate` checks the validation split once, after the last epoch."""
     return pl.Trainer(
         max_epochs=max_epochs,
+        check_val_every_n_epoch=max(max_epochs, 1),
         accelerator=training.accelerator,
         devices=training.devices,
         precision=training.precision,
@@ -210,6 +226,24 @@ def _fit(
     extra = [recorder] if training.log_curves else []
     _trainer(training, epochs, callbacks=[*(callbacks or []), *extra]).fit(module, datamodule=datamodule)
     return recorder.curves if training.log_curves else {}
+
+
+def _fit_and_validate(
+    module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, epochs: int
+) -> tuple[dict[str, list[float]], float, float]:
+    """Fit for `epochs`; the curves, the fitted module's validation accuracy and the validation's seconds.
+
+    The validation runs inside the fit, after its last epoch: the same accuracy as a separate
+    `Trainer.validate`, without a second Trainer and its set-up in every episode.
+    """
+    if epochs == 0:
+        start = time.perf_counter()
+        return {}, _validate(module, datamodule, training), time.perf_counter() - start
+    recorder, timer = EpochCurves(), ValidationTimer()
+    extra = [recorder] if training.log_curves else []
+    trainer = _trainer(training, epochs, validate=True, callbacks=[timer, *extra])
+    trainer.fit(module, datamodule=datamodule)
+    return (recorder.curves if training.log_curves else {}), float(trainer.callback_metrics["val/acc"]), timer.seconds
 
 
 def _validate(module: ChildModule, datamodule: ChildDataModule, training: ChildTraining) -> float:
@@ -258,11 +292,12 @@ def evaluate_design(
 
         start = time.perf_counter()
         module = _module(net, datamodule, training, training.lr)
-        curves["train"] = _fit(module, datamodule, training, training.epochs)
-        seconds["train"] = time.perf_counter() - start
+        curves["train"], accuracy_unpruned, seconds["validate"] = _fit_and_validate(
+            module, datamodule, training, training.epochs
+        )
+        seconds["train"] = time.perf_counter() - start - seconds["validate"]
         flops_unpruned, params_unpruned = count_flops(net, shape), count_params(net)
         size_unpruned = model_size_bytes(net)
-        accuracy_unpruned = _validate(module, datamodule, training)
 
         start = time.perf_counter()
         teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None

@@ -147,3 +147,46 @@ class HardBudgetReward(Reward):
         over = metrics[self.cost] > self.budget
         reward = self.penalty if over else self.alpha * metrics["accuracy"]
         return {"reward": reward, "reward/over_budget": float(over), "reward/budget": self.budget}
+
+
+class TargetWindowReward(Reward):
+    """A cost target with a tolerance window: α·accuracy − slope · (relative distance outside the window).
+
+    Within `target · (1 ± tolerance)` the reward is α·accuracy alone, so designs of the same cost are
+    ranked by accuracy only (what a search for the best allocation at a fixed budget asks). Outside
+    it the reward falls linearly with the relative distance to the window's nearer edge, on either
+    side: unlike a hard budget (flat penalty, no gradient to follow) it tells the controller which way
+    the target lies, and unlike a one-sided budget it does not reward undershooting it.
+    """
+
+    def __init__(
+        self, target: float | None = None, tolerance: float = 0.05, slope: float = 1.0, cost: str = "flops", alpha: float = 1.0
+    ) -> None:
+        self.target = _check_positive("target", target)
+        if self.target is None:
+            raise ConfigError("target", "is required")
+        if not 0.0 <= tolerance < 1.0:
+            raise ConfigError("tolerance", f"must be in [0, 1), got {tolerance!r}")
+        if slope < 0:
+            raise ConfigError("slope", f"must be ≥ 0, got {slope!r}")
+        self.tolerance = float(tolerance)
+        self.slope = float(slope)
+        self.cost = _check_cost(cost)
+        self.alpha = float(alpha)
+
+    @property
+    def metrics_needed(self) -> tuple[str, ...]:
+        return ("accuracy", self.cost)
+
+    def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        cost = metrics[self.cost]
+        low, high = self.target * (1.0 - self.tolerance), self.target * (1.0 + self.tolerance)
+        outside = max(0.0, low - cost, cost - high) / self.target  # edges compared directly: inclusive, no rounding
+        accuracy_term = self.alpha * metrics["accuracy"]
+        return {
+            "reward": accuracy_term - self.slope * outside,
+            "reward/accuracy_term": accuracy_term,
+            "reward/relative_cost": cost / self.target - 1.0,
+            "reward/outside_window": outside,
+            "reward/target": self.target,
+        }
