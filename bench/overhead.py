@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from nasprune.cli import run
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 CHILD_STAGES = ("train", "validate", "prune", "finetune", "score")
 
@@ -82,13 +83,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         row(f"{args.updates} updates, start-up included", short),
         row(f"{2 * args.updates} updates, start-up included", long),
-        row(f"steady state (difference of the two)", steady),
+        row("steady state (difference of the two)", steady),
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import yaml
 
 from nasprune.controller import EpisodeDataModule, Reinforce
 from nasprune.controller.vector import available_cores
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 def env_kwargs(config: Path) -> dict[str, Any]:
     """The digits env exactly as a config's search uses it (search space, child data, training, reward)."""
@@ -90,10 +91,7 @@ def main() -> None:
             f"| {name} | {workers} | {r['episodes']} | {r['seconds']:.1f} | {r['per_minute']:.1f} | "
             f"{r['per_minute'] / reference:.2f}× | {r['warm_up']:.1f} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(table)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import shlex
 import statistics
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -30,6 +29,7 @@ from nasprune.child import (
     evaluate_design,
     measure_latency,
 )
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 STEM_WIDTH = 8
 
@@ -105,10 +105,7 @@ def main() -> None:
         f"Latency per round (ms): unpruned {', '.join(f'{v:.2f}' for v in latencies['unpruned'])}; "
         f"pruned {', '.join(f'{v:.2f}' for v in latencies['pruned'])}.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

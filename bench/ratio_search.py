@@ -37,6 +37,7 @@ from nasprune.child.data import ChildDataModule
 from nasprune.cli import run
 from nasprune.config import instantiate
 from nasprune.export import held_out_accuracy
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 
 def uniform_design(space: SearchSpace, ratio: float) -> Design:
@@ -164,10 +165,7 @@ def main() -> None:
         summary,
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -222,12 +223,10 @@ def main() -> None:
         speed = throughput(args.config, args.table, args.extra, *args.throughput_episodes)
     text = markdown(stats, results, args.budgets, seeds, command, args.report, speed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    publish(text, out.with_suffix(".md"))
     out.with_suffix(".json").write_text(json.dumps({"stats": {s: {str(b): v for b, v in row.items()} for s, row in stats.items()},
                                                     "runs": results, "throughput": speed, "command": command}, indent=1), encoding="utf-8")
     plot(stats, args.budgets, args.report, out.with_suffix(".png"))
-    print(text)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 
 def run_seed(config: str, seed: int, root: Path, extra: list[str]) -> dict[str, float]:
@@ -85,9 +86,7 @@ def main() -> None:
             *rows,
         ]
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n", encoding="utf-8")
-    print(table)
+    publish(table, out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TABLE = REPO.parent / "shared" / "data" / "nasbench201" / "nb201_cifar10.csv"
 
@@ -101,10 +103,7 @@ def main() -> None:
         f"**{end[2] - warm[2]:+.1f} MB**; to the peak while searching ({peak:.1f} MB): **{peak - warm[2]:+.1f} MB**. "
         f"Wall time {wall:.1f} s with start-up ({done / (end[0] - at(samples, 1)[0]):.0f} episodes/s while searching; last.ckpt {checkpoint_mb:.2f} MB).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
