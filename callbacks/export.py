@@ -1,4 +1,4 @@
-"""At the end of a NasPrune search, export its best design (see `nasprune.export`)."""
+"""At the end of a NasPrune or PruneModel search, export its best network (see `nasprune.export`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from nasprune.child import ChildTraining
 from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design, final_training
+from nasprune.envs.prune_model_env import PruneModelEnv
+from nasprune.export import export_design, final_training, is_exportable
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,14 @@ class ExportBest(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
         for episode in batch:
-            if "design" in episode.info and "error" not in episode.info:
+            if is_exportable(episode.info):
                 if self.best is None or episode.total_reward > self.best["reward"]:
                     self.best = episode_record(episode, trainer.global_step - 1)
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
-        if not self.enabled or self.best is None or not isinstance(env, NasPruneEnv):
+        if not self.enabled or self.best is None or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
         log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)

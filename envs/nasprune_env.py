@@ -64,7 +64,7 @@ class NasPruneEnv(gym.Env):
         except ConfigError as err:
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
-        self._load_data()
+        load_data(self.datamodule)
         reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
         if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
             raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
@@ -87,19 +87,6 @@ class NasPruneEnv(gym.Env):
         )
         self._actions: list[int] = []
         self._over = False  # set by a masked action: the episode ended before its last decision
-
-    def _load_data(self) -> None:
-        """Load the child data now, so a missing or corrupt data root stops the run before any search."""
-        try:
-            self.datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
-            self.datamodule.setup("fit")
-        except ConfigError as err:
-            raise err.under("datamodule.init_args") from None
-        except (OSError, RuntimeError, ValueError) as err:
-            root = getattr(self.datamodule, "root", None) or getattr(self.datamodule, "hparams", {}).get("root")
-            where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
-            prefix = "" if where is None or where in str(err) else f"{where}: "
-            raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(self.datamodule).__name__} ({type(err).__name__}: {err})") from None
 
     def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add evaluations finished elsewhere (this run's history, other env copies) to the cache."""
@@ -184,6 +171,20 @@ class NasPruneEnv(gym.Env):
         if self.cache is not None:
             self.cache.add(key, info)
         return float(info["reward"]), info
+
+
+def load_data(datamodule: ChildDataModule) -> None:
+    """Load the child data now, so a missing or corrupt data root stops the run before any search."""
+    try:
+        datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
+        datamodule.setup("fit")
+    except ConfigError as err:
+        raise err.under("datamodule.init_args") from None
+    except (OSError, RuntimeError, ValueError) as err:
+        root = getattr(datamodule, "root", None) or getattr(datamodule, "hparams", {}).get("root")
+        where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
+        prefix = "" if where is None or where in str(err) else f"{where}: "
+        raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(datamodule).__name__} ({type(err).__name__}: {err})") from None
 
 
 def _design_key(record: Mapping[str, Any]) -> str | None:
