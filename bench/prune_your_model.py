@@ -24,6 +24,7 @@ seen by a search). Latency: CPU, one thread, batch 1, median of 50 forwards.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import shlex
@@ -38,8 +39,8 @@ import torch
 import yaml
 
 from nasprune.child.metrics import count_flops, count_params, measure_latency
-from nasprune.child.prune_model import prune_and_score
-from nasprune.cli import run
+from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
+from nasprune.child.prune_model import prune_and_score, prune_network
 from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import final_training, held_out_accuracy
 from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
@@ -62,9 +63,6 @@ def uniform_ratio(env: PruneModelEnv, target_flops: float) -> float:
 
 def global_ratio(env: PruneModelEnv, target_flops: float, tolerance: float) -> float:
     """torch-pruning's global ratio whose pruned network is within the window (bisection on real pruning)."""
-    from nasprune.child.prune_model import prune_network
-    import copy
-
     low, high = 0.0, 0.95
     for _ in range(14):
         mid = (low + high) / 2
@@ -93,6 +91,7 @@ def search(config: dict, strategy: str, seed: int, evaluations: int, target: flo
         f"--trainer.max_steps={-(-evaluations // per_update)}",
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
         "--export.enabled=false",
     ])
     seconds = time.perf_counter() - start
@@ -109,7 +108,9 @@ def pick(records: list[dict], target_flops: float, tolerance: float) -> dict:
 
 def final_score(env: PruneModelEnv, ratios: dict[str, float] | float, training: Any, seed: int) -> dict[str, float]:
     """Fine-tune the pick with the final budget (fine-tune seed `seed`) and score it on the test split."""
-    result = prune_and_score(env.network, ratios, env.datamodule, training, seed, env.accuracy_unpruned, env.ignored_layers)
+    result = prune_and_score(
+        env.network, ratios, env.datamodule, training, seed, env.accuracy_unpruned, env.ignored_layers, env.recalibration_batches
+    )
     net = result.model
     return {
         "test_accuracy": held_out_accuracy(net, env.datamodule, env.num_classes),

@@ -266,6 +266,16 @@ def _module(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining
     )
 
 
+def timed_latency(net: nn.Module, shape: tuple[int, ...], training: ChildTraining, seconds: dict[str, float]) -> float | None:
+    """The CPU latency `training` asks for (None unless `latency_batch_size` is set), its wall time in `seconds`."""
+    if training.latency_batch_size is None:
+        return None
+    start = time.perf_counter()
+    latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+    seconds["latency"] = time.perf_counter() - start
+    return latency
+
+
 def evaluate_design(
     design: Design,
     datamodule: ChildDataModule,
@@ -324,11 +334,7 @@ def evaluate_design(
         zeros, weights = count_zeros(net)
         size = model_size_bytes(net)
         seconds["score"] = time.perf_counter() - start
-        latency = None
-        if training.latency_batch_size is not None:
-            start = time.perf_counter()
-            latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-            seconds["latency"] = time.perf_counter() - start
+        latency = timed_latency(net, shape, training, seconds)
     return EvalResult(
         accuracy,
         flops,

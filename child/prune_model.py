@@ -27,9 +27,8 @@ import torch_pruning as tp
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
-from nasprune.child.failures import InvalidDesignError
-from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
-from nasprune.child.pipeline import ChildTraining, EvalResult, _fit, _module, _validate, quiet_lightning
+from nasprune.child.metrics import accuracy, count_flops, count_params, model_size_bytes
+from nasprune.child.pipeline import ChildTraining, EvalResult, _fit, _module, quiet_lightning, timed_latency
 from nasprune.child.prune import make_importance
 from nasprune.config import ConfigError, import_object
 
@@ -349,10 +348,10 @@ def _fingerprint(net: nn.Module, datamodule: ChildDataModule, pretrain: Pretrain
     return hashlib.sha256(text.encode()).hexdigest()[:16], json.loads(text)
 
 
-def _own_hyperparameters(fn: Callable[..., T]) -> Callable[..., T]:
+def own_hyperparameters(fn: Callable[..., T]) -> Callable[..., T]:
     """Run `fn` in an empty `contextvars` context: an env built by LightningCLI is built inside
     Lightning's "given hyperparameters" context, which would hand the CLI's settings to every
-    `ChildModule` the env trains in its `__init__` instead of the module's own."""
+    Lightning module or data module the env builds in its `__init__` instead of their own."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -361,7 +360,6 @@ def _own_hyperparameters(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-@_own_hyperparameters
 def pretrained_network(
     net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, pretrain: Pretrain, folder: Path
 ) -> tuple[nn.Module, str]:
@@ -378,39 +376,15 @@ def pretrained_network(
         torch.manual_seed(pretrain.seed)
         _fit(_module(net, datamodule, budget, budget.lr), datamodule, budget, budget.epochs)
     record["seconds"] = time.perf_counter() - start
-    record["val_accuracy"] = validation_accuracy(net, datamodule, training)
+    record["val_accuracy"] = validation_accuracy(net, datamodule)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), weights)
     (folder / f"{key}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return net.eval(), str(weights)
 
 
-@_own_hyperparameters
-def validation_accuracy(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining) -> float:
-    with quiet_lightning():
-        return _validate(_module(net, datamodule, training, training.lr), datamodule, training)
-
-
-def evaluate_ratios(
-    network: nn.Module,
-    groups: PrunableGroups,
-    ratios: Sequence[float],
-    datamodule: ChildDataModule,
-    training: ChildTraining,
-    seed: int = 0,
-    accuracy_unpruned: float = float("nan"),
-    ignored: Sequence[str] = (),
-    recalibration_batches: int = 0,
-) -> EvalResult:
-    """A copy of the trained `network` pruned by one ratio per group (`groups` order), then as `prune_and_score`.
-
-    A ratio that leaves a group no channel raises `InvalidDesignError` naming the group.
-    """
-    for group, ratio in zip(groups.groups, ratios, strict=True):
-        if group.kept(ratio) < 1:
-            raise InvalidDesignError(f"ratio {ratio:g} leaves group {group.name} ({group.channels} channels) with none")
-    named = {g.name: r for g, r in zip(groups.groups, ratios)}
-    return prune_and_score(network, named, datamodule, training, seed, accuracy_unpruned, ignored, recalibration_batches)
+def validation_accuracy(net: nn.Module, datamodule: ChildDataModule) -> float:
+    return accuracy(net, datamodule.val_dataloader(), datamodule.num_classes)
 
 
 def recalibrate_batchnorm(net: nn.Module, loader: Iterable[Any], batches: int) -> None:
@@ -470,16 +444,12 @@ def prune_and_score(
         seconds["finetune"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        accuracy = _validate(module, datamodule, training)
+        val_accuracy = validation_accuracy(net, datamodule)
         flops, params, size = count_flops(net, shape), count_params(net), model_size_bytes(net)
         seconds["score"] = time.perf_counter() - start
-        latency = None
-        if training.latency_batch_size is not None:
-            start = time.perf_counter()
-            latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-            seconds["latency"] = time.perf_counter() - start
+        latency = timed_latency(net, shape, training, seconds)
     return EvalResult(
-        accuracy,
+        val_accuracy,
         flops,
         params,
         accuracy_unpruned,

@@ -16,15 +16,16 @@ from torch import nn
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
-from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
-from nasprune.child.pipeline import ChildTraining, EvalResult
+from nasprune.child.metrics import count_flops, count_params, model_size_bytes
+from nasprune.child.pipeline import ChildTraining, EvalResult, timed_latency
 from nasprune.child.prune_model import (
     Pretrain,
     PrunableGroups,
     build_network,
-    evaluate_ratios,
     load_weights,
+    own_hyperparameters,
     pretrained_network,
+    prune_and_score,
     validation_accuracy,
 )
 from nasprune.child.rewards import LinearReward, Reward, TargetWindowReward
@@ -77,6 +78,7 @@ class PruneModelEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
+    @own_hyperparameters
     def __init__(
         self,
         model: Mapping[str, Any] | nn.Module | None = None,
@@ -148,7 +150,7 @@ class PruneModelEnv(gym.Env):
         self.flops_unpruned = count_flops(net, self.input_shape)
         self.params_unpruned = count_params(net)
         self.size_unpruned = model_size_bytes(net)
-        self.accuracy_unpruned = validation_accuracy(net, self.datamodule, self.training)
+        self.accuracy_unpruned = validation_accuracy(net, self.datamodule)
         self.flops_target = flops_target
         self.flops_tolerance = float(flops_tolerance)
         self._budget = (0.0, float("inf"))
@@ -165,8 +167,7 @@ class PruneModelEnv(gym.Env):
             raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
         reference = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
         if self.training.latency_batch_size is not None:
-            t = self.training
-            reference["latency_ms"] = measure_latency(net, self.input_shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+            reference["latency_ms"] = timed_latency(net, self.input_shape, self.training, {})
         self.reward_fn = reward_fn.with_reference(reference)
         self.cache = EvaluationCache(_ratios_key) if cache else None
         self.failures = FailureLog(log)
@@ -258,17 +259,15 @@ class PruneModelEnv(gym.Env):
         return 0 if self.cache is None else self.cache.remember(records)
 
     def evaluate(self, ratios: Sequence[float], training: ChildTraining | None = None, seed: int = 0) -> EvalResult:
-        """Prune the trained network by `ratios` (one per group), fine-tune and score it; raises on failure."""
-        return evaluate_ratios(
-            self.network,
-            self.groups,
-            ratios,
-            self.datamodule,
-            training or self.training,
-            seed,
-            self.accuracy_unpruned,
-            self.ignored_layers,
-            self.recalibration_batches,
+        """A copy of the trained network pruned by `ratios` (one per group, in order), its BatchNorm
+        re-estimated, fine-tuned by `training` (default: the env's) and scored; raises on failure
+        (`InvalidDesignError` for a ratio that leaves a group no channel)."""
+        for group, ratio in zip(self.groups.groups, ratios, strict=True):
+            if group.kept(ratio) < 1:
+                raise InvalidDesignError(f"ratio {ratio:g} leaves group {group.name} ({group.channels} channels) with none")
+        training = training or self.training
+        return prune_and_score(
+            self.network, self.ratio_map(ratios), self.datamodule, training, seed, self.accuracy_unpruned, self.ignored_layers, self.recalibration_batches
         )
 
     def _evaluate(self, ratios: list[float]) -> tuple[float, dict[str, Any]]:

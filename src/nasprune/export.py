@@ -28,11 +28,10 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from nasprune.callbacks.history import read_history
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
-from nasprune.child.metrics import measure_latency
+from nasprune.child.metrics import accuracy, measure_latency
 from nasprune.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -129,15 +128,10 @@ def save_onnx(net: nn.Module, path: Path, input_shape: tuple[int, ...]) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-@torch.inference_mode()
 def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> float:
     """Accuracy in [0, 1] on the data module's held-out test split (never seen by the search)."""
     datamodule.setup("test")
-    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
-    net.eval()
-    for x, y in datamodule.test_dataloader():
-        accuracy.update(net(x), y)
-    return float(accuracy.compute())
+    return accuracy(net, datamodule.test_dataloader(), num_classes)
 
 
 def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> ChildTraining:
