@@ -28,7 +28,7 @@ from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, dataclass_from_config
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
@@ -101,14 +101,7 @@ class ChildTraining:
 
     @classmethod
     def from_config(cls, config: dict | ChildTraining | None) -> ChildTraining:
-        if isinstance(config, ChildTraining):
-            return config
-        config = dict(config or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - allowed)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown training key; allowed: {', '.join(sorted(allowed))}")
-        return cls(**config)
+        return dataclass_from_config(cls, config, "training")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from nasprune.child.data import ChildDataModule
 from nasprune.child.metrics import accuracy, count_flops, count_params, model_size_bytes
 from nasprune.child.pipeline import ChildTraining, EvalResult, _fit, _module, quiet_lightning, timed_latency
 from nasprune.child.prune import make_importance
-from nasprune.config import ConfigError, import_object
+from nasprune.config import ConfigError, dataclass_from_config, import_object
 
 T = TypeVar("T")
 
@@ -319,14 +319,7 @@ class Pretrain:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | Pretrain | None) -> Pretrain:
-        if isinstance(config, Pretrain):
-            return config
-        config = dict(config or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - allowed)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown pretrain key; allowed: {', '.join(sorted(allowed))}")
-        return cls(**config)
+        return dataclass_from_config(cls, config, "pretrain")
 
     def training(self, base: ChildTraining) -> ChildTraining:
         """`base` (for the accelerator, precision, …) with this budget; checked like any child training."""

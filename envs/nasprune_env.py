@@ -65,13 +65,8 @@ class NasPruneEnv(gym.Env):
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
         load_data(self.datamodule)
-        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
-        if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
-            raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
-        self.reward_fn = reward_fn.with_reference(self._reference_costs())
-        self.failure_reward = float(failure_reward)
-        if not np.isfinite(self.failure_reward):
-            raise ConfigError("failure_reward", f"must be a finite number, got {failure_reward!r}")
+        self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
+        self.failure_reward = check_failure_reward(failure_reward)
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -171,6 +166,20 @@ class NasPruneEnv(gym.Env):
         if self.cache is not None:
             self.cache.add(key, info)
         return float(info["reward"]), info
+
+
+def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTraining) -> Reward:
+    """The configured reward (a `LinearReward` by default), refused if it needs a cost the training does not measure."""
+    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+    if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
+        raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
+    return reward_fn
+
+
+def check_failure_reward(value: float) -> float:
+    if not np.isfinite(float(value)):
+        raise ConfigError("failure_reward", f"must be a finite number, got {value!r}")
+    return float(value)
 
 
 def load_data(datamodule: ChildDataModule) -> None:

@@ -28,10 +28,10 @@ from nasprune.child.prune_model import (
     prune_and_score,
     validation_accuracy,
 )
-from nasprune.child.rewards import LinearReward, Reward, TargetWindowReward
-from nasprune.config import ConfigError, instantiate
+from nasprune.child.rewards import Reward, TargetWindowReward
+from nasprune.config import ConfigError, instantiate, under
 from nasprune.envs.cache import EvaluationCache
-from nasprune.envs.nasprune_env import load_data
+from nasprune.envs.nasprune_env import build_reward, check_failure_reward, load_data
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +110,12 @@ class PruneModelEnv(gym.Env):
         self.recalibration_batches = recalibration_batches
         if not isinstance(cache, bool):
             raise ConfigError("cache", f"must be true or false, got {cache!r}")
-        self.failure_reward = float(failure_reward)
-        if not np.isfinite(self.failure_reward):
-            raise ConfigError("failure_reward", f"must be a finite number, got {failure_reward!r}")
+        self.failure_reward = check_failure_reward(failure_reward)
         unused = sorted({"epochs", "lr"} & set(training if isinstance(training, Mapping) else ()))
         if unused:
             raise ConfigError(f"training.{unused[0]}", f"is not used by PruneModel (the network comes trained); set pretrain.{unused[0]}")
-        try:
-            self.training = ChildTraining.from_config(training)
-        except ConfigError as err:
-            raise err.under("training") from None
-        try:
-            self.pretrain = Pretrain.from_config(pretrain)
-        except ConfigError as err:
-            raise err.under("pretrain") from None
+        self.training = under("training", ChildTraining.from_config, training)
+        self.pretrain = under("pretrain", Pretrain.from_config, pretrain)
         for key, bad in (("importance", self.training.importance in NOT_TRAINABLE_IMPORTANCES), ("sparsity", self.training.sparsity > 0)):
             if bad:
                 raise ConfigError(f"training.{key}", f"{getattr(self.training, key)!r} is not supported by PruneModel")
@@ -160,11 +152,8 @@ class PruneModelEnv(gym.Env):
             if fewest > self._budget[1]:
                 raise ConfigError("flops_target", f"{flops_target} is out of reach: the largest ratio everywhere leaves {fewest / self.flops_unpruned:.3f} of the FLOPs")
         if reward is None and flops_target is not None:
-            reward_fn: Reward = TargetWindowReward(target=flops_target * self.flops_unpruned, tolerance=flops_tolerance)
-        else:
-            reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
-        if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
-            raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
+            reward = TargetWindowReward(target=flops_target * self.flops_unpruned, tolerance=flops_tolerance)
+        reward_fn = build_reward(reward, self.training)
         reference = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
         if self.training.latency_batch_size is not None:
             reference["latency_ms"] = timed_latency(net, self.input_shape, self.training, {})

@@ -19,6 +19,7 @@ import yaml
 from gymnasium.utils.env_checker import check_env
 from torch import nn
 
+from conftest import WITHOUT_NASPRUNE
 from nasprune.child.metrics import count_flops, count_params
 from nasprune.child.prune_model import PrunableGroups, build_network, load_weights, prune_network
 from nasprune.cli import main
@@ -215,17 +216,10 @@ def test_bad_input_stops_the_run_before_any_search_with_one_line(
 
 
 # A fresh interpreter that refuses to import nasprune runs both exported files on the same input.
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = WITHOUT_NASPRUNE + textwrap.dedent(
     """
-    import json, sys
+    import json
 
-    class NoNasprune:
-        def find_spec(self, name, path=None, target=None):
-            if name == "nasprune" or name.startswith("nasprune."):
-                raise ImportError("nasprune must not be imported here")
-            return None
-
-    sys.meta_path.insert(0, NoNasprune())
     import numpy as np
     import onnxruntime
     import torch
