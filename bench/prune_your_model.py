@@ -30,7 +30,6 @@ import json
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -75,7 +74,17 @@ def global_ratio(env: PruneModelEnv, target_flops: float, tolerance: float) -> f
 
 
 def search(config: dict, strategy: str, seed: int, evaluations: int, target: float, root: Path) -> tuple[list[dict], float]:
-    """One search through the CLI on a copy of the config with the target set; its history and wall time."""
+    """One search through the CLI on a copy of the config with the target set; its history and wall time.
+
+    A search already in `root` (the same settings, finished) is read back instead: on CPU a search is
+    deterministic for its seed, so a re-run with another final budget need not repeat it.
+    """
+    done = root / "search.json"
+    key = [strategy, seed, evaluations, target, {k: v for k, v in config.items() if k != "export"}]
+    if done.is_file():
+        kept = json.loads(done.read_text())
+        if kept["settings"] == key:
+            return kept["history"], kept["seconds"]
     settings = json.loads(json.dumps(config))
     settings["data"]["env_kwargs"]["flops_target"] = target
     settings["model"] = {"class_path": strategy, "init_args": {}} if strategy != "reinforce" else settings["model"]
@@ -95,8 +104,9 @@ def search(config: dict, strategy: str, seed: int, evaluations: int, target: flo
         "--export.enabled=false",
     ])
     seconds = time.perf_counter() - start
-    (history,) = root.glob("lightning_logs/version_*/history.jsonl")
-    return [json.loads(line) for line in history.read_text().splitlines()], seconds
+    history = [json.loads(line) for line in max(root.glob("lightning_logs/version_*/history.jsonl")).read_text().splitlines()]
+    done.write_text(json.dumps({"settings": key, "history": history, "seconds": seconds}))
+    return history, seconds
 
 
 def pick(records: list[dict], target_flops: float, tolerance: float) -> dict:
@@ -132,6 +142,7 @@ def main() -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.25], help="FLOPs as a fraction of the unpruned")
     parser.add_argument("--evaluations", type=int, default=16, help="episodes per search (searched and random alike)")
     parser.add_argument("--out", default="bench/results/prune_your_model")
+    parser.add_argument("--work", default="runs/bench_prune_your_model", help="search runs; finished ones are reused")
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = yaml.safe_load(Path(args.config).read_text())
@@ -139,7 +150,7 @@ def main() -> None:
     tolerance = float(env_kwargs.get("flops_tolerance", 0.03))
     rows: list[dict[str, Any]] = []
     results: dict[str, Any] = {"command": shlex.join([sys.executable.split("/")[-1], *sys.argv]), "targets": {}}
-    work = Path(tempfile.mkdtemp(prefix="prune_your_model_"))
+    work = Path(args.work)
     for target in args.targets:
         env = PruneModelEnv(**{**env_kwargs, "flops_target": target})
         training = final_training(env.training, (config.get("export") or {}).get("final_training"))
