@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
@@ -22,7 +23,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from rich.console import Console
 
 from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
-from nasprune.config import ConfigError, resolve_config_path
+from nasprune.config import ConfigError, import_object, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
 from nasprune.env_settings import DEFAULT_ENV_ID, add_env_arguments, as_env_kwargs, env_id_in
 
@@ -98,11 +99,46 @@ class NasPruneCLI(LightningCLI):
                 logger.experiment.finish()
 
 
-class EnvSettingsParser(LightningArgumentParser):
-    """Instantiates everything but the env settings, which the env copies and workers build themselves."""
+class NasPruneParser(LightningArgumentParser):
+    """Instantiates everything but the env settings (the env copies and workers build their own),
+    and reports a bad value as one `ConfigError` line naming its full key."""
 
     def instantiate(self, namespace: Namespace, *args: Any, **kwargs: Any) -> Namespace:
         return super().instantiate(as_env_kwargs(namespace), *args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # a nested parser: its caller collects the message
+            super().error(message, ex)
+        raise config_error(message)
+
+
+def config_error(message: str) -> ConfigError:
+    """jsonargparse's report (an indented tree: a key, the union members tried, the nested keys)
+    as one line: the full key of the innermost value rejected and why.
+
+    A member of `T | None` that is not `None` is followed down; `None`'s own rejection is noise.
+    A subclass's nested keys are its `init_args`; a dataclass's are its fields.
+    """
+    lines = [line.strip() for line in message.splitlines()]
+    lines = lines[: next((i for i, line in enumerate(lines) if "<class 'NoneType'>" in line and line.startswith("-")), len(lines))]
+    keys: list[str] = []
+    for line in lines:
+        if found := re.match(r'(?:error: )?Parser key "([^"]+)":?\s*(.*)', line):
+            keys.append(found.group(1))
+        elif found := re.match(r"- Problem with given class_path '([^']+)'", line):
+            keys.append("" if _is_dataclass_path(found.group(1)) else "init_args")
+    structure = ("Parser key", "Problem with", "Does not validate", "Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>")
+    details = [line.lstrip("- ") for line in lines if line and not line.startswith(structure)]
+    key = ".".join(k for k in keys if k) or "config"
+    detail = details[-1] if details else lines[0] if lines else message
+    return ConfigError(key, re.sub(r"^error: ", "", detail))
+
+
+def _is_dataclass_path(path: str) -> bool:
+    try:
+        return dataclasses.is_dataclass(import_object(path, "class_path"))
+    except ConfigError:
+        return False
 
 
 def resumed_run_dir(ckpt_path: str, root: Path) -> Path | None:
@@ -157,7 +193,7 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
         subclass_mode_model=True,
         command=args,
         env_id=env_id_in(resolved),
-        parser_class=EnvSettingsParser,
+        parser_class=NasPruneParser,
         args=resolved,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "nasprune"},
