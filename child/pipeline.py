@@ -11,10 +11,11 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import islice
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -28,7 +29,7 @@ from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
-from nasprune.config import ConfigError
+from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, UnitRatio
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
@@ -47,10 +48,10 @@ class ChildTraining:
     from the unpruned trained child. `latency_batch_size` turns on the measured CPU latency.
     """
 
-    epochs: int = 3
-    finetune_epochs: int = 1
-    lr: float = 0.01
-    finetune_lr: float = 0.003
+    epochs: NonNegativeInt = 3
+    finetune_epochs: NonNegativeInt = 1
+    lr: PositiveFloat = 0.01
+    finetune_lr: PositiveFloat = 0.003
     weight_decay: float = 0.0
     optimizer: str = "adam"
     momentum: float = 0.9
@@ -60,29 +61,18 @@ class ChildTraining:
     precision: str = "32-true"
     limit_train_batches: float | int = 1.0
     importance: str = "l2"
-    calibration_batches: int = 4
-    sparsity: float = 0.0
+    calibration_batches: PositiveInt = 4
+    sparsity: UnitRatio = 0.0
     sparsity_schedule: str = "oneshot"
-    agp_frequency: int = 1
-    distill_alpha: float = 0.0
-    distill_temperature: float = 4.0
-    latency_batch_size: int | None = None
-    latency_warmup: int = 3
-    latency_repeats: int = 10
+    agp_frequency: PositiveInt = 1
+    distill_alpha: ClosedUnitInterval = 0.0
+    distill_temperature: PositiveFloat = 4.0
+    latency_batch_size: PositiveInt | None = None
+    latency_warmup: NonNegativeInt = 3
+    latency_repeats: PositiveInt = 10
     log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "finetune_epochs"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(key, f"must be a non-negative integer, got {value!r}")
-        for key in ("calibration_batches", "agp_frequency", "latency_warmup", "latency_repeats"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < (0 if key == "latency_warmup" else 1):
-                raise ConfigError(key, f"must be a {'non-negative' if key == 'latency_warmup' else 'positive'} integer, got {value!r}")
-        for key in ("lr", "finetune_lr", "distill_temperature"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(key, f"must be positive, got {getattr(self, key)!r}")
         choices = {
             "optimizer": OPTIMIZERS,
             "lr_scheduler": LR_SCHEDULERS,
@@ -92,23 +82,10 @@ class ChildTraining:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ConfigError("sparsity", f"must be in [0, 1), got {self.sparsity!r}")
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise ConfigError("distill_alpha", f"must be in [0, 1], got {self.distill_alpha!r}")
-        if self.latency_batch_size is not None and (not isinstance(self.latency_batch_size, int) or self.latency_batch_size < 1):
-            raise ConfigError("latency_batch_size", f"must be a positive integer or null, got {self.latency_batch_size!r}")
 
     @classmethod
-    def from_config(cls, config: dict | ChildTraining | None) -> ChildTraining:
-        if isinstance(config, ChildTraining):
-            return config
-        config = dict(config or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - allowed)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown training key; allowed: {', '.join(sorted(allowed))}")
-        return cls(**config)
+    def from_config(cls, config: Mapping[str, Any] | ChildTraining | None) -> ChildTraining:
+        return config if isinstance(config, ChildTraining) else cls(**(config or {}))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ T = TypeVar("T")
 # checkers see the plain number types: jsonargparse makes these classes at runtime.
 if TYPE_CHECKING:
     PositiveInt = NonNegativeInt = int
-    PositiveFloat = NonNegativeFloat = ClosedUnitInterval = OpenUnitInterval = UnitRatio = float
+    PositiveFloat = NonNegativeFloat = NonPositiveFloat = ClosedUnitInterval = OpenUnitInterval = UnitRatio = float
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
@@ -32,6 +32,7 @@ else:
         restricted_number_type,
     )
 
+    NonPositiveFloat = restricted_number_type("NonPositiveFloat", float, ("<=", 0), docstring="float restricted to be ≤0")
     UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
 
 

@@ -9,6 +9,7 @@ not as objects: each env copy and each worker builds its own data module and rew
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,5 +90,7 @@ def as_env_kwargs(config: Namespace) -> Namespace:
     if not isinstance(settings, Namespace):
         return config
     config = config.clone()
-    config[KEY] = settings.as_dict()
+    # a JSON round trip leaves plain YAML data: jsonargparse's restricted numbers (`PositiveInt`)
+    # become ints, tuples lists, so hparams and worker processes see what a config file holds
+    config[KEY] = json.loads(json.dumps(settings.as_dict(), default=str))
     return config
