@@ -194,6 +194,10 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
         command=args,
         env_id=env_id_in(resolved),
         parser_class=NasPruneParser,
+        # Lightning's instantiators hand the `data` group's hparams to every `save_hyperparameters`
+        # called while EpisodeDataModule is built, so the env's child data module would save them
+        # instead of its own; each module saves what its own __init__ received
+        load_from_checkpoint_support=False,
         args=resolved,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "nasprune"},
@@ -240,8 +244,11 @@ def run_summary(best_path: Path, export_dir: Path | None, history_path: Path | N
     if not best_path.is_file():
         return [f"no episode finished; run: {run_dir}"]
     best = json.loads(best_path.read_text(encoding="utf-8"))
-    found = best.get("design_str") or best.get("arch") or " ".join(map(str, best.get("actions", [])))
-    lines = [f"best:     {found}  (episode {best.get('episode')}, reward {best['reward']:.4f})"]
+    found = best.get("design_str") or best.get("arch")
+    if found:
+        lines = [f"best:     {found}  (episode {best.get('episode')}, reward {best['reward']:.4f})"]
+    else:
+        lines = [f"best:     reward {best['reward']:.4f}  (episode {best.get('episode')}, {best.get('length')} steps)"]
     measured = [f"{label} {_number(best[key], unit)}" for key, label, unit in _MEASURES if isinstance(best.get(key), (int, float))]
     if measured:
         lines.append("          " + ", ".join(measured))

@@ -12,15 +12,21 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
 # Number types jsonargparse checks when it parses a config (the error names the key). Type
 # checkers see the plain number types: jsonargparse makes these classes at runtime.
 if TYPE_CHECKING:
-    PositiveInt = NonNegativeInt = int
-    PositiveFloat = NonNegativeFloat = NonPositiveFloat = ClosedUnitInterval = OpenUnitInterval = UnitRatio = float
+    PositiveInt: TypeAlias = int
+    NonNegativeInt: TypeAlias = int
+    PositiveFloat: TypeAlias = float
+    NonNegativeFloat: TypeAlias = float
+    NonPositiveFloat: TypeAlias = float
+    ClosedUnitInterval: TypeAlias = float
+    OpenUnitInterval: TypeAlias = float
+    UnitRatio: TypeAlias = float
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
