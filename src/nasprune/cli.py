@@ -19,9 +19,11 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from rich.console import Console
 
-from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
+import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids the configs name)
+from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
 from nasprune.config import ConfigError, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
+from nasprune.records import HistoryError
 
 
 class NasPruneCLI(LightningCLI):
