@@ -266,58 +266,81 @@ def evaluate_design(
         datamodule.setup("fit")
         shape = datamodule.input_shape
         net = build_model(design, shape[0], datamodule.num_classes, stem_width, input_size=shape[1:])
-
-        start = time.perf_counter()
-        module = _module(net, datamodule, training, training.lr)
-        curves["train"], accuracy_unpruned, seconds["validate"] = _fit_and_validate(
-            module, datamodule, training, training.epochs
-        )
-        seconds["train"] = time.perf_counter() - start - seconds["validate"]
-        flops_unpruned, params_unpruned = count_flops(net, shape), count_params(net)
-        size_unpruned = model_size_bytes(net)
-
-        start = time.perf_counter()
-        teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None
-        calibration = None
-        if training.importance in GRADIENT_IMPORTANCES:
-            calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
-        prune_child(net, shape, training.importance, calibration)
-        callbacks: list[pl.Callback] = []
-        if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
-            apply_sparsity(net, training.sparsity)
-        elif training.sparsity > 0:
-            callbacks.append(AGPSparsity(training.sparsity, training.agp_frequency))
-        seconds["prune"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        module = _module(net, datamodule, training, training.finetune_lr, teacher)
-        curves["finetune"] = _fit(module, datamodule, training, training.finetune_epochs, callbacks)
-        make_permanent(net)
-        seconds["finetune"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        accuracy = _validate(module, datamodule, training)
-        flops, params = count_flops(net, shape), count_params(net)
-        zeros, weights = count_zeros(net)
-        size = model_size_bytes(net)
-        seconds["score"] = time.perf_counter() - start
-        latency = None
-        if training.latency_batch_size is not None:
-            start = time.perf_counter()
-            latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-            seconds["latency"] = time.perf_counter() - start
+        curves["train"], accuracy_unpruned = _train(net, datamodule, training, seconds)
+        unpruned = count_flops(net, shape), count_params(net), model_size_bytes(net)
+        teacher, sparsity_callbacks = _prune(net, datamodule, training, seconds)
+        curves["finetune"], module = _finetune(net, datamodule, training, teacher, sparsity_callbacks, seconds)
+        scores = _score(net, module, datamodule, training, seconds)
+    flops_unpruned, params_unpruned, size_unpruned = unpruned
     return EvalResult(
-        accuracy,
-        flops,
-        params,
-        accuracy_unpruned,
-        flops_unpruned,
-        params_unpruned,
-        seconds,
-        net,
-        size_bytes=size,
+        **scores,
+        accuracy_unpruned=accuracy_unpruned,
+        flops_unpruned=flops_unpruned,
+        params_unpruned=params_unpruned,
+        seconds=seconds,
+        model=net,
         size_bytes_unpruned=size_unpruned,
-        sparsity=zeros / weights,
-        latency_ms=latency,
         curves={stage: values for stage, values in curves.items() if values},
     )
+
+
+def _train(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> tuple[dict[str, list[float]], float]:
+    """Train the unpruned child, validating it inside the same fit: its curves and accuracy."""
+    start = time.perf_counter()
+    module = _module(net, datamodule, training, training.lr)
+    curves, accuracy, seconds["validate"] = _fit_and_validate(module, datamodule, training, training.epochs)
+    seconds["train"] = time.perf_counter() - start - seconds["validate"]
+    return curves, accuracy
+
+
+def _prune(
+    net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
+) -> tuple[nn.Module | None, list[pl.Callback]]:
+    """Prune `net` in place (its distillation teacher is copied first); the sparsity callbacks of its fine-tuning."""
+    start = time.perf_counter()
+    teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None
+    calibration = None
+    if training.importance in GRADIENT_IMPORTANCES:
+        calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
+    prune_child(net, datamodule.input_shape, training.importance, calibration)
+    callbacks: list[pl.Callback] = []
+    if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
+        apply_sparsity(net, training.sparsity)
+    elif training.sparsity > 0:
+        callbacks.append(AGPSparsity(training.sparsity, training.agp_frequency))
+    seconds["prune"] = time.perf_counter() - start
+    return teacher, callbacks
+
+
+def _finetune(
+    net: nn.Module,
+    datamodule: ChildDataModule,
+    training: ChildTraining,
+    teacher: nn.Module | None,
+    callbacks: list[pl.Callback],
+    seconds: dict[str, float],
+) -> tuple[dict[str, list[float]], ChildModule]:
+    """Fine-tune the pruned child (distilled from `teacher` when there is one); its sparsity made permanent."""
+    start = time.perf_counter()
+    module = _module(net, datamodule, training, training.finetune_lr, teacher)
+    curves = _fit(module, datamodule, training, training.finetune_epochs, callbacks)
+    make_permanent(net)
+    seconds["finetune"] = time.perf_counter() - start
+    return curves, module
+
+
+def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
+    """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
+    shape = datamodule.input_shape
+    start = time.perf_counter()
+    accuracy = _validate(module, datamodule, training)
+    flops, params = count_flops(net, shape), count_params(net)
+    zeros, weights = count_zeros(net)
+    size = model_size_bytes(net)
+    seconds["score"] = time.perf_counter() - start
+    latency = None
+    if training.latency_batch_size is not None:
+        start = time.perf_counter()
+        latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+        seconds["latency"] = time.perf_counter() - start
+    return {"accuracy": accuracy, "flops": flops, "params": params, "size_bytes": size, "sparsity": zeros / weights, "latency_ms": latency}

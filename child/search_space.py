@@ -27,7 +27,6 @@ from nasprune.config import ConfigError, PositiveInt, UnitRatio
 
 # An op is a family and, for all but identity, an odd square kernel: conv3x3, sepconv5x5, maxpool3x3, …
 WEIGHTED_FAMILIES: tuple[str, ...] = ("conv", "sepconv")
-POOL_FAMILIES: tuple[str, ...] = ("maxpool", "avgpool")
 OP_PATTERN = re.compile(r"^(conv|sepconv|maxpool|avgpool)(\d+)x(\d+)$")
 DEFAULT_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "identity")
 # How a layer may halve its feature map: not at all, by striding its op, or by a 2×2 pool after it.

@@ -22,10 +22,11 @@ from jsonargparse import Namespace
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from rich.console import Console
 
-from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
+from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
 from nasprune.config import ConfigError, import_object, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
 from nasprune.env_settings import DEFAULT_ENV_ID, add_env_arguments, as_env_kwargs, env_id_in
+from nasprune.records import HistoryError
 
 
 class NasPruneCLI(LightningCLI):
