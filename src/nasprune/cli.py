@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from jsonargparse import Namespace
+from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from rich.console import Console
 
@@ -27,6 +27,16 @@ from nasprune.config import ConfigError, import_object, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
 from nasprune.env_settings import DEFAULT_ENV_ID, add_env_arguments, as_env_kwargs, env_id_in
 from nasprune.records import HistoryError
+
+
+DESCRIPTION = """Joint architecture + per-layer pruning search.
+  nasprune fit -c configs/digits.yaml   search (`nasprune fit --help`: every key)
+  nasprune export RUN_DIR               train the run's best design with the final budget and save it
+  nasprune report RUN_DIR               write report.png and report.md for a run"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines kept as written."""
 
 
 class NasPruneCLI(LightningCLI):
@@ -41,6 +51,12 @@ class NasPruneCLI(LightningCLI):
         self.command = list(command)
         self.env_id = env_id
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """`fit` only: a search has no validation, test or predict loop (Lightning's would fail);
+        `nasprune export` and `nasprune report` work on a finished run."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
 
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Lightning's groups, with `data.env_kwargs` typed by the signature of `data.env_id`'s class."""
@@ -201,7 +217,7 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
         load_from_checkpoint_support=False,
         args=resolved,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "nasprune"},
+        parser_kwargs={"prog": "nasprune", "description": DESCRIPTION, "formatter_class": HelpFormatter},
     )
 
 
