@@ -27,6 +27,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -149,7 +150,7 @@ def main() -> None:
     env_kwargs = config["data"]["env_kwargs"]
     tolerance = float(env_kwargs.get("flops_tolerance", 0.03))
     rows: list[dict[str, Any]] = []
-    results: dict[str, Any] = {"command": shlex.join([sys.executable.split("/")[-1], *sys.argv]), "targets": {}}
+    results: dict[str, Any] = {"command": shlex.join([sys.executable.split("/")[-1], *sys.argv]), "targets": {}, "load": [os.getloadavg()[0]]}
     work = Path(args.work)
     for target in args.targets:
         env = PruneModelEnv(**{**env_kwargs, "flops_target": target})
@@ -188,6 +189,7 @@ def main() -> None:
         results["targets"][str(target)]["win"] = verdict(per_method)
         results["unpruned"] = {"flops": env.flops_unpruned, "params": env.params_unpruned, "val_accuracy": env.accuracy_unpruned}
         results["final_training"] = dataclasses.asdict(training)
+    results["load"].append(os.getloadavg()[0])
     Path(args.out + ".json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     publish(table(rows, results, args), args.out + ".md")
 
@@ -209,7 +211,8 @@ def table(rows: list[dict[str, Any]], results: dict[str, Any], args: argparse.Na
         "",
         f"Unpruned: {results['unpruned']['flops'] / 1e6:.1f} MFLOPs, {results['unpruned']['params'] / 1e6:.2f} M params, "
         f"validation accuracy {100 * results['unpruned']['val_accuracy']:.2f}%. Seeds {args.seeds}; {args.evaluations} evaluations per search. "
-        "Test accuracy: MNIST's 10,000 test images, mean ± std over seeds, each pick fine-tuned with the same final budget.",
+        "Test accuracy: MNIST's 10,000 test images, mean ± std over seeds, each pick fine-tuned with the same final budget. "
+        f"CPU, one torch thread, on a shared machine (1-minute load {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end).",
         "",
         "| target | method | test acc % | MFLOPs | FLOPs × fewer | params M | latency ms (b1) | search s |",
         "|---|---|---|---|---|---|---|---|",
