@@ -168,7 +168,7 @@ def test_a_lightning_checkpoint_loads_and_pretrained_weights_are_reused(tmp_path
 
 
 def _prune_config(tmp_path: Path, tiny_checkpoint: Path) -> dict:
-    return {
+    return copy.deepcopy({
         "seed_everything": 0,
         "trainer": {"max_steps": 1, "default_root_dir": str(tmp_path / "runs"), "enable_progress_bar": False, "logger": True},
         "model": {"class_path": "nasprune.controller.RandomSearch"},
@@ -183,7 +183,7 @@ def _prune_config(tmp_path: Path, tiny_checkpoint: Path) -> dict:
             },
         },
         "export": {"final_training": {"finetune_epochs": 1, "limit_train_batches": 3}},
-    }
+    })
 
 
 @pytest.mark.parametrize(
