@@ -19,7 +19,7 @@ from nasprune.child.pipeline import ChildTraining, evaluate_design
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
-from nasprune.envs.cache import EvaluationCache
+from nasprune.envs.cache import EvaluationCache, timed_lookup
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,10 @@ class NasPruneEnv(gym.Env):
     def _evaluate(self, design: Design) -> tuple[float, dict[str, Any]]:
         key = design.to_json()
         child_seed = int(self.np_random.integers(2**31))
-        start = time.perf_counter()
-        cached = self.cache.lookup(key) if self.cache is not None else None
+        cached = timed_lookup(self.cache, key)
         if cached is not None:
-            cached["seconds/evaluate"] = time.perf_counter() - start
             return float(cached["reward"]), cached
+        start = time.perf_counter()
         info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:
             shape, classes = self.datamodule.input_shape, self.datamodule.num_classes

@@ -30,7 +30,7 @@ from nasprune.child.prune_model import (
 )
 from nasprune.child.rewards import Reward, TargetWindowReward
 from nasprune.config import ConfigError, instantiate, under
-from nasprune.envs.cache import EvaluationCache
+from nasprune.envs.cache import EvaluationCache, timed_lookup
 from nasprune.envs.nasprune_env import build_reward, check_failure_reward, load_data
 
 log = logging.getLogger(__name__)
@@ -263,11 +263,10 @@ class PruneModelEnv(gym.Env):
         named = self.ratio_map(ratios)
         key = json.dumps(named, sort_keys=True)
         child_seed = int(self.np_random.integers(2**31))
-        start = time.perf_counter()
-        cached = self.cache.lookup(key) if self.cache is not None else None
+        cached = timed_lookup(self.cache, key)
         if cached is not None:
-            cached["seconds/evaluate"] = time.perf_counter() - start
             return float(cached["reward"]), cached
+        start = time.perf_counter()
         label = " ".join(f"{name.removeprefix('model.')}={r:g}" for name, r in named.items())
         info: dict[str, Any] = {"ratios": named, "design_str": label}
         try:
