@@ -1,4 +1,4 @@
-"""At the end of a NasPrune search, export its best design (see `nasprune.export`)."""
+"""At the end of a NasPrune or PruneModel search, export its best network (see `nasprune.export`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from nasprune.child import ChildTraining
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
+from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import export_design, final_training as with_final_training
 from nasprune.records import Record, is_evaluated
 
@@ -50,7 +51,7 @@ class ExportBest(pl.Callback):
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
-        if not self.enabled or self.best is None or not isinstance(env, NasPruneEnv):
+        if not self.enabled or self.best is None or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
         log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)

@@ -329,6 +329,16 @@ def _finetune(
     return curves, module
 
 
+def timed_latency(net: nn.Module, shape: tuple[int, ...], training: ChildTraining, seconds: dict[str, float]) -> float | None:
+    """The CPU latency `training` asks for (None unless `latency_batch_size` is set), its wall time in `seconds`."""
+    if training.latency_batch_size is None:
+        return None
+    start = time.perf_counter()
+    latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+    seconds["latency"] = time.perf_counter() - start
+    return latency
+
+
 def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
     """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
     shape = datamodule.input_shape
@@ -338,9 +348,5 @@ def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, tra
     zeros, weights = count_zeros(net)
     size = model_size_bytes(net)
     seconds["score"] = time.perf_counter() - start
-    latency = None
-    if training.latency_batch_size is not None:
-        start = time.perf_counter()
-        latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-        seconds["latency"] = time.perf_counter() - start
+    latency = timed_latency(net, shape, training, seconds)
     return {"accuracy": accuracy, "flops": flops, "params": params, "size_bytes": size, "sparsity": zeros / weights, "latency_ms": latency}

@@ -19,7 +19,7 @@ from nasprune.child.pipeline import ChildTraining, evaluate_design
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
-from nasprune.envs.cache import EvaluationCache
+from nasprune.envs.cache import EvaluationCache, timed_lookup
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,9 @@ class NasPruneEnv(gym.Env):
         except ConfigError as err:
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
-        self._load_data()
-        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
-        if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
-            raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
-        self.reward_fn = reward_fn.with_reference(self._reference_costs())
-        self.failure_reward = float(failure_reward)
-        if not np.isfinite(self.failure_reward):
-            raise ConfigError("failure_reward", f"must be a finite number, got {failure_reward!r}")
+        load_data(self.datamodule)
+        self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
+        self.failure_reward = check_failure_reward(failure_reward)
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -88,19 +83,6 @@ class NasPruneEnv(gym.Env):
         )
         self._actions: list[int] = []
         self._over = False  # set by a masked action: the episode ended before its last decision
-
-    def _load_data(self) -> None:
-        """Load the child data now, so a missing or corrupt data root stops the run before any search."""
-        try:
-            self.datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
-            self.datamodule.setup("fit")
-        except ConfigError as err:
-            raise err.under("datamodule.init_args") from None
-        except (OSError, RuntimeError, ValueError) as err:
-            root = getattr(self.datamodule, "root", None) or getattr(self.datamodule, "hparams", {}).get("root")
-            where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
-            prefix = "" if where is None or where in str(err) else f"{where}: "
-            raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(self.datamodule).__name__} ({type(err).__name__}: {err})") from None
 
     def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add evaluations finished elsewhere (this run's history, other env copies) to the cache."""
@@ -158,11 +140,10 @@ class NasPruneEnv(gym.Env):
     def _evaluate(self, design: Design) -> tuple[float, dict[str, Any]]:
         key = design.to_json()
         child_seed = int(self.np_random.integers(2**31))
-        start = time.perf_counter()
-        cached = self.cache.lookup(key) if self.cache is not None else None
+        cached = timed_lookup(self.cache, key)
         if cached is not None:
-            cached["seconds/evaluate"] = time.perf_counter() - start
             return float(cached["reward"]), cached
+        start = time.perf_counter()
         info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:
             shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
@@ -185,6 +166,34 @@ class NasPruneEnv(gym.Env):
         if self.cache is not None:
             self.cache.add(key, info)
         return float(info["reward"]), info
+
+
+def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTraining) -> Reward:
+    """The configured reward (a `LinearReward` by default), refused if it needs a cost the training does not measure."""
+    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+    if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
+        raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
+    return reward_fn
+
+
+def check_failure_reward(value: float) -> float:
+    if not np.isfinite(float(value)):
+        raise ConfigError("failure_reward", f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def load_data(datamodule: ChildDataModule) -> None:
+    """Load the child data now, so a missing or corrupt data root stops the run before any search."""
+    try:
+        datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
+        datamodule.setup("fit")
+    except ConfigError as err:
+        raise err.under("datamodule.init_args") from None
+    except (OSError, RuntimeError, ValueError) as err:
+        root = getattr(datamodule, "root", None) or getattr(datamodule, "hparams", {}).get("root")
+        where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
+        prefix = "" if where is None or where in str(err) else f"{where}: "
+        raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(datamodule).__name__} ({type(err).__name__}: {err})") from None
 
 
 def _design_key(record: Mapping[str, Any]) -> str | None:
