@@ -14,7 +14,7 @@ from nasprune.child import ChildTraining
 from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design, final_training
+from nasprune.export import DeploySettings, export_design, final_training
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,20 @@ class ExportBest(pl.Callback):
     finetune_epochs: 5}`): the search scores candidates cheaply, the shipped model gets the
     budget it deserves. Runs on envs other than NasPrune (CartPole, NAS-Bench-201) have no child
     network to ship and are left alone. `nasprune export RUN_DIR` does the same afterwards.
+    `int8` also writes the static int8 model of the whole network and measures float and int8 in
+    ONNX Runtime (`calibration_images`, `latency_batch_size`, `latency_threads`: see `DeploySettings`).
     """
 
     def __init__(
-        self, enabled: bool = True, final_training: dict[str, Any] | None = None, seed: int = 0, directory: str = "export"
+        self,
+        enabled: bool = True,
+        final_training: dict[str, Any] | None = None,
+        seed: int = 0,
+        directory: str = "export",
+        int8: bool = False,
+        calibration_images: int = 256,
+        latency_batch_size: int = 64,
+        latency_threads: int = 1,
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
@@ -37,6 +47,7 @@ class ExportBest(pl.Callback):
             ChildTraining.from_config(self.final_training)
         except ConfigError as err:
             raise err.under("export.final_training") from None
+        self.deploy = DeploySettings(int8, calibration_images, latency_batch_size, latency_threads)  # fails now if int8 cannot run
         self.seed = seed
         self.directory = directory
         self.best: dict[str, Any] | None = None
@@ -59,5 +70,5 @@ class ExportBest(pl.Callback):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
         log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)
-        self.metrics = export_design(self.best, env, final_training(env.training, self.final_training), target, self.seed)
+        self.metrics = export_design(self.best, env, final_training(env.training, self.final_training), target, self.seed, self.deploy)
         self.export_dir = target

@@ -21,17 +21,20 @@ import torch
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
+from nasprune.child.deploy import require_deploy, score_int8
 from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
+from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
 from nasprune.config import ConfigError
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
+QUANTIZE_MODES = ("none", "int8")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class ChildTraining:
     linear weights, one-shot before fine-tuning or on AGP's schedule during it) is reported apart:
     it does not reduce dense FLOPs or latency. `distill_alpha` > 0 fine-tunes with distillation
     from the unpruned trained child. `latency_batch_size` turns on the measured CPU latency.
+    Scoring: a design with bit-widths is fine-tuned and scored with fake quantization at them
+    (`nasprune.child.quantize`); `quantize: int8` scores the deployed model instead of the float
+    one — the accuracy and latency the reward sees are those of its static int8 ONNX model in ONNX
+    Runtime, calibrated on `calibration_images` training images (`nasprune.child.deploy`).
     """
 
     epochs: int = 3
@@ -69,6 +76,8 @@ class ChildTraining:
     latency_batch_size: int | None = None
     latency_warmup: int = 3
     latency_repeats: int = 10
+    quantize: str = "none"
+    calibration_images: int = 256
     log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
@@ -76,7 +85,7 @@ class ChildTraining:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(key, f"must be a non-negative integer, got {value!r}")
-        for key in ("calibration_batches", "agp_frequency", "latency_warmup", "latency_repeats"):
+        for key in ("calibration_batches", "agp_frequency", "latency_warmup", "latency_repeats", "calibration_images"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < (0 if key == "latency_warmup" else 1):
                 raise ConfigError(key, f"must be a {'non-negative' if key == 'latency_warmup' else 'positive'} integer, got {value!r}")
@@ -88,6 +97,7 @@ class ChildTraining:
             "lr_scheduler": LR_SCHEDULERS,
             "importance": tuple(IMPORTANCES),
             "sparsity_schedule": SPARSITY_SCHEDULES,
+            "quantize": QUANTIZE_MODES,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -98,6 +108,8 @@ class ChildTraining:
             raise ConfigError("distill_alpha", f"must be in [0, 1], got {self.distill_alpha!r}")
         if self.latency_batch_size is not None and (not isinstance(self.latency_batch_size, int) or self.latency_batch_size < 1):
             raise ConfigError("latency_batch_size", f"must be a positive integer or null, got {self.latency_batch_size!r}")
+        if self.quantize == "int8":
+            require_deploy("quantize")
 
     @classmethod
     def from_config(cls, config: dict | ChildTraining | None) -> ChildTraining:
@@ -116,12 +128,16 @@ class EvalResult:
     """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall, per
     stage (`train`, `validate` of the unpruned child, `prune`, `finetune`, `score`, `latency`).
 
-    `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
+    `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it (with
+    bit-widths: a plain network whose weights lie on their bit grids, the fake quantizers removed).
     `size_bytes` is its serialised state dict; `latency_ms` the median CPU forward time of a
     `latency_batch_size` batch (None when not measured); `sparsity` the share of zero conv/linear
     weights (unstructured pruning; dense FLOPs do not change with it). `curves` (with
     `ChildTraining.log_curves`): per fit stage (`train`, `finetune`) and metric (`loss`, `acc`),
-    one value per epoch.
+    one value per epoch. `size_bits` and `bitops` are the bit-width costs (`nasprune.child.quantize`).
+    With `ChildTraining.quantize` int8, `accuracy` and `latency_ms` are the deployed int8 model's
+    (in ONNX Runtime) and `accuracy_float`, `latency_ms_float` the float one's; `size_bytes_int8` is
+    its file size.
     """
 
     accuracy: float
@@ -137,6 +153,11 @@ class EvalResult:
     sparsity: float = 0.0
     latency_ms: float | None = None
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
+    size_bits: int = 0
+    bitops: int = 0
+    accuracy_float: float | None = None
+    latency_ms_float: float | None = None
+    size_bytes_int8: int | None = None
 
     def metrics(self) -> dict[str, float]:
         flat: dict[str, float] = {
@@ -305,6 +326,7 @@ def evaluate_design(
         if training.importance in GRADIENT_IMPORTANCES:
             calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
         prune_child(net, shape, training.importance, calibration)
+        add_fake_quant(net)  # quantization-aware fine-tuning at the design's bit-widths (float: a no-op)
         callbacks: list[pl.Callback] = []
         if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
             apply_sparsity(net, training.sparsity)
@@ -320,15 +342,24 @@ def evaluate_design(
 
         start = time.perf_counter()
         accuracy = _validate(module, datamodule, training)
+        remove_fake_quant(net)  # scored with fake quantization; kept (and timed) with its weights on their grids
         flops, params = count_flops(net, shape), count_params(net)
         zeros, weights = count_zeros(net)
         size = model_size_bytes(net)
+        costs = {"size_bits": size_bits(net), "bitops": bitops(net, shape)}
         seconds["score"] = time.perf_counter() - start
         latency = None
         if training.latency_batch_size is not None:
             start = time.perf_counter()
             latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
             seconds["latency"] = time.perf_counter() - start
+        deployed = {}
+        if training.quantize == "int8":
+            start = time.perf_counter()
+            scored = score_int8(net, datamodule, training.calibration_images, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+            deployed = {"accuracy_float": accuracy, "latency_ms_float": latency, "size_bytes_int8": scored["size_bytes"]}
+            accuracy, latency = scored["accuracy"], scored.get("latency_ms")
+            seconds["int8"] = time.perf_counter() - start
     return EvalResult(
         accuracy,
         flops,
@@ -343,4 +374,6 @@ def evaluate_design(
         sparsity=zeros / weights,
         latency_ms=latency,
         curves={stage: values for stage, values in curves.items() if values},
+        **costs,
+        **deployed,
     )

@@ -2,7 +2,8 @@
 
 Each maps a child's measured metrics to the reward and the parts it is made of; every part
 goes into the env step's `info` (under `reward/…`). Costs name a metric of the evaluation:
-`flops`, `params`, `size_bytes` or `latency_ms` (the last needs `training.latency_batch_size`).
+`flops`, `params`, `size_bytes`, `latency_ms` (it needs `training.latency_batch_size`), or the
+bit-width costs `size_bits` (Σ params × bits) and `bitops` (Σ MACs × weight bits × activation bits).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 
 from nasprune.config import ConfigError
 
-COSTS = ("flops", "params", "size_bytes", "latency_ms")
+COSTS = ("flops", "params", "size_bytes", "latency_ms", "size_bits", "bitops")
 
 
 def _check_cost(cost: str) -> str:

@@ -16,6 +16,7 @@ from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_i
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
@@ -115,6 +116,8 @@ class NasPruneEnv(gym.Env):
             "flops": max(flops),
             "params": max(count_params(n) for n in nets),
             "size_bytes": max(model_size_bytes(n) for n in nets),
+            "size_bits": max(size_bits(n) for n in nets),
+            "bitops": max(bitops(n, shape) for n in nets),
         }
         if self.training.latency_batch_size is not None:
             costliest = nets[flops.index(max(flops))]
