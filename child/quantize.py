@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, PerChannelMinMaxObserver
+from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -97,10 +97,15 @@ def _quantize_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[
 
 
 def weight_fake_quant(bits: int) -> FakeQuantize:
-    """Symmetric per-output-channel fake quantization on the b-bit grid [−(2^(b−1)−1), 2^(b−1)−1]."""
+    """Symmetric per-output-channel fake quantization on the b-bit grid [−(2^(b−1)−1), 2^(b−1)−1].
+
+    The scale follows the current weights (a moving average with constant 1), not the widest range
+    seen since the start of fine-tuning, so each channel's largest weight is always a grid end.
+    """
     level = 2 ** (bits - 1) - 1
     return FakeQuantize(
-        observer=PerChannelMinMaxObserver,
+        observer=MovingAveragePerChannelMinMaxObserver,
+        averaging_constant=1.0,
         quant_min=-level,
         quant_max=level,
         dtype=torch.qint8,
