@@ -77,19 +77,18 @@ def test_int8_export_writes_both_files_measured_in_their_runtime(int8_export: Pa
 
 def test_every_convolution_is_quantized(int8_export: Path) -> None:
     model = onnx.load(str(int8_export / "model.int8.onnx"))
-    inputs = {out: node for node in model.graph.node for out in node.output}
-    convs = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
     float_convs = [n for n in onnx.load(str(int8_export / "model.onnx")).graph.node if n.op_type in ("Conv", "Gemm")]
-    assert len(convs) == len(float_convs) >= 7  # stem, 3 layer convs + depthwise, the projection, the classifier
-    for node in convs:  # data and weights both come through an int8/uint8 DequantizeLinear
-        assert all(inputs[name].op_type == "DequantizeLinear" for name in node.input[:2])
+    assert len(float_convs) >= 7  # stem, 3 layer convs + depthwise, the projection, the classifier
+    assert not [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    int8_convs = [n for n in model.graph.node if n.op_type in ("QLinearConv", "QGemm")]
+    assert len(int8_convs) == len(float_convs)
     weights = {init.name: init for init in model.graph.initializer}
-    dequantized = [weights[inputs[node.input[1]].input[0]] for node in convs]
-    assert all(w.data_type == onnx.TensorProto.INT8 for w in dequantized)
-    # one byte a weight (a net this small still gains no file size: its Q/DQ nodes outweigh the weights)
+    int8_weights = [weights[n.input[3]] for n in int8_convs]  # (x, x scale, x zero point, w, …)
+    assert all(w.data_type == onnx.TensorProto.INT8 for w in int8_weights)
+    # one byte a weight (a net this small still gains no file size: its quantization parameters outweigh the weights)
     float_weights = {init.name: init for init in onnx.load(str(int8_export / "model.onnx")).graph.initializer}
     float_bytes = sum(len(float_weights[node.input[1]].raw_data) for node in float_convs)
-    assert sum(len(w.raw_data) for w in dequantized) * 4 == float_bytes
+    assert sum(len(w.raw_data) for w in int8_weights) * 4 == float_bytes
 
 
 def test_int8_model_runs_without_nasprune_and_agrees_with_the_float_model(int8_export: Path, tmp_path: Path) -> None:
