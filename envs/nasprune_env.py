@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
+from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
@@ -122,7 +123,11 @@ class NasPruneEnv(gym.Env):
         if self.training.latency_batch_size is not None:
             costliest = nets[flops.index(max(flops))]
             t = self.training
-            reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+            if t.quantize == "int8":  # the reward sees deployed latencies: the reference is one too
+                deployed = score_int8(costliest, self.datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+                reference["latency_ms"] = deployed["latency_ms"]
+            else:
+                reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:

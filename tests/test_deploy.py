@@ -137,3 +137,26 @@ def test_missing_runtime_fails_in_one_line_before_any_search(tiny_env_kwargs: di
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == "nasprune: error: export.int8: int8 needs onnxruntime, not installed: pip install 'nasprune[deploy]'\n"
+
+
+def test_export_command_writes_the_int8_model_on_request(tiny_search_run: Path, tmp_path: Path) -> None:
+    main(["export", str(tiny_search_run), "--int8", "--epochs", "1", "--finetune-epochs", "0", "--out", str(tmp_path / "out")])
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (tmp_path / "out" / "model.int8.onnx").is_file() and "model.int8.onnx" in metrics["files"]
+    assert set(metrics["deploy"]) == {"float", "int8", "calibration_images"}
+    assert set(metrics["deploy"]["int8"]["latency_ms"]) == {"batch_1", "batch_64"}  # the run's export defaults
+
+
+def test_int8_scoring_latency_reference_is_a_deployed_latency() -> None:
+    env = NasPruneEnv(
+        search_space={"num_layers": 1, "ops": ["conv3x3"], "widths": [8], "prune_ratios": [0.0], "stem_width": 4},
+        training={"epochs": 1, "finetune_epochs": 0, "quantize": "int8", "latency_batch_size": 8, "latency_repeats": 3, "calibration_images": 64},
+        reward={"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "latency_ms"}},
+    )
+    env.reset(seed=0)
+    for action in (0, 0, 0):
+        _, _, done, _, info = env.step(action)
+    assert done and "error" not in info
+    assert info["reward/cost_term"] == pytest.approx(0.5 * info["latency_ms"] / env.reward_fn.cost_ref)
+    # the same (unpruned) architecture: the int8 reference is of the order of the child's int8 latency, not torch's float one
+    assert 0.2 < info["latency_ms"] / env.reward_fn.cost_ref < 5
