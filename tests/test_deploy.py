@@ -59,6 +59,7 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_int8_export_writes_both_files_measured_in_their_runtime(int8_export: Path) -> None:
     metrics = json.loads((int8_export / "metrics.json").read_text())
     assert {"model.onnx", "model.int8.onnx"} <= set(metrics["files"])
@@ -75,6 +76,7 @@ def test_int8_export_writes_both_files_measured_in_their_runtime(int8_export: Pa
     assert deploy["calibration_images"] == 200
 
 
+@pytest.mark.slow
 def test_every_convolution_is_quantized(int8_export: Path) -> None:
     model = onnx.load(str(int8_export / "model.int8.onnx"))
     float_convs = [n for n in onnx.load(str(int8_export / "model.onnx")).graph.node if n.op_type in ("Conv", "Gemm")]
@@ -91,6 +93,7 @@ def test_every_convolution_is_quantized(int8_export: Path) -> None:
     assert sum(len(w.raw_data) for w in int8_weights) * 4 == float_bytes
 
 
+@pytest.mark.slow
 def test_int8_model_runs_without_nasprune_and_agrees_with_the_float_model(int8_export: Path, tmp_path: Path) -> None:
     datamodule = DigitsDataModule()
     datamodule.setup("test")
@@ -107,6 +110,7 @@ def test_int8_model_runs_without_nasprune_and_agrees_with_the_float_model(int8_e
     assert len(expected) == 359 and agreement >= 0.97
 
 
+@pytest.mark.slow
 def test_int8_scoring_mode_rewards_the_deployed_model() -> None:
     design = Design((LayerDesign("conv3x3", 16, 0.5), LayerDesign("conv3x3", 16, skip=0)))
     training = ChildTraining(epochs=2, finetune_epochs=1, quantize="int8", calibration_images=128, latency_batch_size=16, latency_repeats=5)
@@ -139,6 +143,7 @@ def test_missing_runtime_fails_in_one_line_before_any_search(tiny_env_kwargs: di
     assert err == "nasprune: error: export.int8: int8 needs onnxruntime, not installed: pip install 'nasprune[deploy]'\n"
 
 
+@pytest.mark.slow
 def test_export_command_writes_the_int8_model_on_request(tiny_search_run: Path, tmp_path: Path) -> None:
     main(["export", str(tiny_search_run), "--int8", "--epochs", "1", "--finetune-epochs", "0", "--out", str(tmp_path / "out")])
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -147,6 +152,7 @@ def test_export_command_writes_the_int8_model_on_request(tiny_search_run: Path, 
     assert set(metrics["deploy"]["int8"]["latency_ms"]) == {"batch_1", "batch_64"}  # the run's export defaults
 
 
+@pytest.mark.slow
 def test_int8_scoring_latency_reference_is_a_deployed_latency() -> None:
     env = NasPruneEnv(
         search_space={"num_layers": 1, "ops": ["conv3x3"], "widths": [8], "prune_ratios": [0.0], "stem_width": 4},

@@ -95,6 +95,7 @@ def test_env_with_bits_passes_check_env_and_rewards_on_size_bits() -> None:
     assert reward == pytest.approx(info["accuracy"] - 0.5 * info["size_bits"] / env.reward_fn.cost_ref)
 
 
+@pytest.mark.slow
 def test_quantization_aware_fine_tuning_leaves_weights_on_their_grids() -> None:
     design = Design((LayerDesign("conv3x3", 16, 0.5, bits=4), LayerDesign("conv3x3", 8, bits=2)))
     result = evaluate_design(design, DigitsDataModule(), ChildTraining(epochs=2, finetune_epochs=1), stem_width=8, seed=0)
