@@ -301,6 +301,8 @@ def evaluate_design(
     """
     from nasprune.child.distributed import evaluate_in_processes, needs_own_processes  # it imports this module
 
+    if training.sparsity > 0 and any(layer.bits is not None for layer in design.layers):
+        raise ValueError("unstructured sparsity does not combine with bit-widths (fake-quantized weights); use one")
     if needs_own_processes(training):
         return evaluate_in_processes(design, datamodule, training, stem_width, seed)
     seconds: dict[str, float] = {}

@@ -65,6 +65,8 @@ class NasPruneEnv(gym.Env):
             self.training = ChildTraining.from_config(training)
         except ConfigError as err:
             raise err.under("training") from None
+        if self.space.bits and self.training.sparsity > 0:
+            raise ConfigError("training.sparsity", "unstructured sparsity does not combine with search_space.bits (fake-quantized weights); use one")
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
         self._load_data()
         reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)

@@ -124,3 +124,8 @@ def test_fake_quant_can_be_removed_after_a_forward() -> None:
     # the weights are the fake-quantized ones; only the 8-bit rounding of the inputs is gone
     assert np.corrcoef(fake.flatten(), baked.flatten())[0, 1] > 0.99
     assert set(net.state_dict()) == set(build_model(small_design(4), 1, 10, stem_width=4).state_dict())
+
+
+def test_bits_and_unstructured_sparsity_fail_before_any_search() -> None:
+    with pytest.raises(ConfigError, match=r"^training\.sparsity: unstructured sparsity does not combine with search_space\.bits"):
+        NasPruneEnv(search_space={"bits": [8, 4]}, training={"sparsity": 0.5})
