@@ -129,7 +129,7 @@ def main() -> None:
             if seed == args.seeds[0]:
                 best_nets[f"best of the {name} search (seed {seed})"] = result.model
             search_rows.append(
-                f"| {seed} | {name} | {len(within)} / {len(history)} | `{best['design_str']}` | {best['size_bits']:,} | "
+                f"| {seed} | {name} | {len(within)} / {len(history)} | `{best['design_str'].replace(' | ', ' → ')}` | {best['size_bits']:,} | "
                 f"{100 * best['accuracy']:.2f} | {100 * test:.2f} |"
             )
 
