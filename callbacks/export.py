@@ -9,12 +9,12 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import episode_record
 from nasprune.child import ChildTraining
-from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.config import ConfigError, PositiveInt
+from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.export import DeploySettings, export_design, final_training
+from nasprune.records import Record, is_evaluated
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,9 @@ class ExportBest(pl.Callback):
         seed: int = 0,
         directory: str = "export",
         int8: bool = False,
-        calibration_images: int = 256,
-        latency_batch_size: int = 64,
-        latency_threads: int = 1,
+        calibration_images: PositiveInt = 256,
+        latency_batch_size: PositiveInt = 64,
+        latency_threads: PositiveInt = 1,
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
@@ -50,7 +50,7 @@ class ExportBest(pl.Callback):
         self.deploy = DeploySettings(int8, calibration_images, latency_batch_size, latency_threads)  # fails now if int8 cannot run
         self.seed = seed
         self.directory = directory
-        self.best: dict[str, Any] | None = None
+        self.best: Record | None = None
         self.export_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
 
@@ -59,9 +59,8 @@ class ExportBest(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
         for episode in batch:
-            if "design" in episode.info and "error" not in episode.info:
-                if self.best is None or episode.total_reward > self.best["reward"]:
-                    self.best = episode_record(episode, trainer.global_step - 1)
+            if is_evaluated(episode.record) and (self.best is None or episode.total_reward > self.best["reward"]):
+                self.best = episode.record
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

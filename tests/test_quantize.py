@@ -21,6 +21,7 @@ from nasprune.child import (
     size_bits,
 )
 from nasprune.child.rewards import LinearReward
+from nasprune.cli import run
 from nasprune.config import ConfigError
 from nasprune.envs.nasprune_env import NasPruneEnv
 
@@ -73,10 +74,25 @@ def test_a_fixed_architecture_searches_ratio_and_bits_of_weighted_layers() -> No
     assert [(layer.prune_ratio, layer.bits) for layer in design.layers] == [(0.5, 4), (0.0, None), (0.0, 8)]
 
 
-@pytest.mark.parametrize(("bits", "message"), [([8, 8], "duplicate"), ([16], "2..8"), ([1], "2..8"), ("8", "must be a list")])
-def test_bad_bit_widths_fail_naming_the_key(bits: object, message: str) -> None:
-    with pytest.raises(ConfigError, match=f"^bits: .*{message}"):
-        SearchSpace.from_config({"bits": bits})
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("--data.env_kwargs.search_space.bits=[16]", "BitWidth"),
+        ("--data.env_kwargs.search_space.bits=[8,1]", "BitWidth"),
+        ("--data.env_kwargs.training.quantize=int4", "Got value: int4"),
+        ("--data.env_kwargs.training.calibration_images=0", "PositiveInt"),
+    ],
+)
+def test_bad_quantization_settings_are_one_line_naming_the_key(override: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        run(["fit", "-c", "configs/digits.yaml", override, "--print_config"])
+    assert err.value.key == "data.env_kwargs." + override.split("=")[0].removeprefix("--data.env_kwargs.")
+    assert fragment in err.value.detail and "\n" not in str(err.value)
+
+
+def test_duplicate_bit_widths_fail_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"^bits: has duplicate values \[8, 8\]"):
+        SearchSpace.from_config({"bits": [8, 8]})
 
 
 def test_env_with_bits_passes_check_env_and_rewards_on_size_bits() -> None:
