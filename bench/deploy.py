@@ -36,9 +36,10 @@ from torch import nn
 from nasprune.child import ChildTraining, Design, MNISTDataModule, evaluate_design
 from nasprune.child.deploy import calibration_images, runtime_accuracy, runtime_latency_ms, runtime_name, session, write_float_and_int8
 from nasprune.config import instantiate
+from nasprune.export import held_out_accuracy
 from pruning_pays import STEM_WIDTH, design  # bench/ scripts import each other
 from publish import publish
-from ratio_search import held_out_accuracy, search  # through nasprune.cli: importing nasprune.export first is circular
+from ratio_search import search
 
 BATCHES = (1, 64)
 
