@@ -12,10 +12,12 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
+from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
@@ -64,6 +66,8 @@ class NasPruneEnv(gym.Env):
             self.training = ChildTraining.from_config(training)
         except ConfigError as err:
             raise err.under("training") from None
+        if self.space.bits and self.training.sparsity > 0:
+            raise ConfigError("training.sparsity", "unstructured sparsity does not combine with search_space.bits (fake-quantized weights); use one")
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
         load_data(self.datamodule)
         self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
@@ -98,11 +102,17 @@ class NasPruneEnv(gym.Env):
             "flops": max(flops),
             "params": max(count_params(n) for n in nets),
             "size_bytes": max(model_size_bytes(n) for n in nets),
+            "size_bits": max(size_bits(n) for n in nets),
+            "bitops": max(bitops(n, shape) for n in nets),
         }
         if self.training.latency_batch_size is not None:
             costliest = nets[flops.index(max(flops))]
             t = self.training
-            reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+            if t.quantize == "int8":  # the reward sees deployed latencies: the reference is one too
+                deployed = score_int8(costliest, self.datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+                reference["latency_ms"] = deployed["latency_ms"]
+            else:
+                reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
+# The weight bit-widths a searched layer may take (`BitWidth`).
+MIN_BITS, MAX_BITS = 2, 8
+
 # Number types jsonargparse checks when it parses a config (the error names the key). Type
 # checkers see the plain number types: jsonargparse makes these classes at runtime.
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     ClosedUnitInterval: TypeAlias = float
     OpenUnitInterval: TypeAlias = float
     UnitRatio: TypeAlias = float
+    BitWidth: TypeAlias = int
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
@@ -41,6 +45,7 @@ else:
 
     NonPositiveFloat = restricted_number_type("NonPositiveFloat", float, ("<=", 0), docstring="float restricted to be ≤0")
     UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
+    BitWidth = restricted_number_type("BitWidth", int, [(">=", MIN_BITS), ("<=", MAX_BITS)], docstring="int restricted to 2..8")
 
 
 class ConfigError(ValueError):

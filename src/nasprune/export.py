@@ -11,7 +11,10 @@ run: its best ratios applied to the trained network and fine-tuned; `ratios.json
 - `model.ckpt`    the pruned weights plus what rebuilds them through `nasprune.child` (`load_checkpoint`);
 - `model.ts`      TorchScript: `torch.jit.load` runs it in any Python with torch, no nasprune needed;
 - `model.onnx`    ONNX, when the `onnx` package is installed (`pip install nasprune[onnx]`);
-- `metrics.json`  test and validation accuracy, params, FLOPs and CPU latency of the exported net.
+- `model.int8.onnx` with `export.int8` (`pip install nasprune[deploy]`): the whole network statically
+                  quantized to int8 by ONNX Runtime, calibrated on training images (`nasprune.child.deploy`);
+- `metrics.json`  test and validation accuracy, params, FLOPs and CPU latency of the exported net; with
+                  int8, under `deploy`, float and int8 ONNX files alike measured in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import yaml
 from torch import nn
 
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
+from nasprune.child.deploy import calibration_images, require_deploy, runtime_report, save_onnx, write_float_and_int8
 from nasprune.child.metrics import accuracy, measure_latency
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, PositiveInt
 from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
@@ -101,28 +105,6 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnx") is not None
 
 
-def save_onnx(net: nn.Module, path: Path, input_shape: tuple[int, ...]) -> None:
-    """ONNX with a dynamic batch axis, checked by `onnx.checker`.
-
-    The TorchScript-based exporter (`dynamo=False`) is used: the dynamo one needs `onnxscript`,
-    a further dependency, for no gain on a plain CNN.
-    """
-    import onnx
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            net.eval(),
-            (torch.zeros(1, *input_shape),),
-            str(path),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    onnx.checker.check_model(onnx.load(str(path)))
-
-
 def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> float:
     """Accuracy in [0, 1] on the data module's held-out test split (never seen by the search)."""
     datamodule.setup("test")
@@ -146,12 +128,44 @@ def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> 
         raise err.under("export.final_training") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class DeploySettings:
+    """Whether and how the export also writes and measures the static int8 model (keys of `export`).
+
+    `calibration_images` training images calibrate the activation ranges; both ONNX files are
+    timed in ONNX Runtime at batch 1 and `latency_batch_size` on `latency_threads` intra-op threads.
+    """
+
+    int8: bool = False
+    calibration_images: PositiveInt = 256
+    latency_batch_size: PositiveInt = 64
+    latency_threads: PositiveInt = 1
+
+    def __post_init__(self) -> None:
+        if self.int8:
+            require_deploy("export.int8")
+
+
+def deploy_metrics(net: nn.Module, datamodule: Any, out_dir: Path, settings: DeploySettings) -> dict[str, Any]:
+    """Write `model.onnx` and `model.int8.onnx`; each file's test accuracy, size and latency in its runtime."""
+    datamodule.setup("fit")
+    shape = tuple(datamodule.input_shape)
+    paths = write_float_and_int8(net, out_dir, shape, calibration_images(datamodule.train_dataloader(), settings.calibration_images))
+    datamodule.setup("test")
+    batch_sizes = tuple(dict.fromkeys((1, settings.latency_batch_size)))
+    reports = {
+        kind: runtime_report(path, datamodule.test_dataloader(), shape, batch_sizes, threads=settings.latency_threads)
+        for kind, path in paths.items()
+    }
+    return {**reports, "calibration_images": settings.calibration_images}
+
+
 def export_design(
-    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0
+    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0, deploy: DeploySettings | None = None
 ) -> dict[str, Any]:
     """Train, prune and fine-tune `record`'s design in `env`'s setting; write the files; return the metrics."""
     if "ratios" in record:
-        return export_ratios(record, env, training, out_dir, seed)
+        return export_ratios(record, env, training, out_dir, seed, deploy)
     design = Design.from_dict(record["design"])
     datamodule, stem_width = env.datamodule, env.space.stem_width
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
@@ -162,11 +176,11 @@ def export_design(
     (out_dir / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
     save_checkpoint(net, out_dir / "model.ckpt", shape, classes, stem_width)
     metrics = {"design_str": str(design), "architecture": str(pruned_architecture(net))}
-    return _ship(net, result.accuracy, result.accuracy_unpruned, ["design.json", "model.ckpt"], metrics, record, env, training, out_dir, seed)
+    return _ship(net, result.accuracy, result.accuracy_unpruned, ["design.json", "model.ckpt"], metrics, record, env, training, out_dir, seed, deploy)
 
 
 def export_ratios(
-    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0
+    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0, deploy: DeploySettings | None = None
 ) -> dict[str, Any]:
     """A PruneModel run's `record`: its ratios applied to the env's trained network, fine-tuned by
     `training`; write the files; return the metrics."""
@@ -180,7 +194,7 @@ def export_ratios(
     (out_dir / "ratios.json").write_text(json.dumps(env.ratio_map(ratios), indent=2) + "\n", encoding="utf-8")
     metrics = {"design_str": record.get("design_str"), "pretrained_weights": env.pretrained_from}
     net = result.model.cpu().eval()
-    return _ship(net, result.accuracy, result.accuracy_unpruned, ["ratios.json"], metrics, record, env, training, out_dir, seed)
+    return _ship(net, result.accuracy, result.accuracy_unpruned, ["ratios.json"], metrics, record, env, training, out_dir, seed, deploy)
 
 
 def _ship(
@@ -194,13 +208,18 @@ def _ship(
     training: ChildTraining,
     out_dir: Path,
     seed: int,
+    deploy: DeploySettings | None,
 ) -> dict[str, Any]:
     """Write TorchScript (and ONNX) of `net` and `metrics.json`: test accuracy, params, FLOPs, latency."""
     datamodule = env.datamodule
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     save_torchscript(net, out_dir / "model.ts", shape)
     files = [*files, "model.ts"]
-    if onnx_available():
+    deployed = None
+    if deploy is not None and deploy.int8:
+        deployed = deploy_metrics(net, datamodule, out_dir, deploy)
+        files += ["model.onnx", "model.int8.onnx"]
+    elif onnx_available():
         save_onnx(net, out_dir / "model.onnx", shape)
         files.append("model.onnx")
     metrics = {
@@ -219,6 +238,8 @@ def _ship(
         "seed": seed,
         "files": files,
     }
+    if deployed is not None:
+        metrics["deploy"] = deployed
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
 
@@ -228,11 +249,13 @@ def export_run(
     out_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     seed: int | None = None,
+    int8: bool | None = None,
 ) -> Path:
     """Export the best design of a finished (or interrupted) NasPrune or PruneModel run; returns the
     export folder.
 
-    `overrides` and `seed` default to the run's `export.final_training` and `export.seed`.
+    `overrides`, `seed` and `int8` default to the run's `export.final_training`, `export.seed` and
+    `export.int8` (the int8 model's other settings are always the run's).
     """
     from nasprune.envs.nasprune_env import NasPruneEnv
     from nasprune.envs.prune_model_env import PruneModelEnv
@@ -247,6 +270,8 @@ def export_run(
     if not history.is_file():
         raise ConfigError("RUN_DIR", f"{run_dir} has no history.jsonl (no episode finished)")
     export_config = config.get("export") or {}
+    deploy_keys = {f.name for f in dataclasses.fields(DeploySettings)}
+    deploy = DeploySettings(**{**{k: v for k, v in export_config.items() if k in deploy_keys}, **({} if int8 is None else {"int8": int8})})
     try:
         env = envs[data["env_id"]](**(data.get("env_kwargs") or {}))
     except ConfigError as err:
@@ -254,5 +279,5 @@ def export_run(
     training = final_training(env.training, overrides if overrides is not None else export_config.get("final_training"))
     seed = seed if seed is not None else int(export_config.get("seed", 0))
     target = Path(out_dir) if out_dir is not None else run_dir / export_config.get("directory", "export")
-    export_design(best_record(read_history(history)), env, training, target, seed)
+    export_design(best_record(read_history(history)), env, training, target, seed, deploy)
     return target
