@@ -1,5 +1,7 @@
 """The search controller: LSTM policy, REINFORCE module, baseline strategies and the episode data module."""
 
+from typing import Any
+
 from nasprune.controller.baselines import GradientFreeStrategy, RandomSearch, RegularizedEvolution
 from nasprune.controller.episodes import (
     Agent,
@@ -11,6 +13,7 @@ from nasprune.controller.episodes import (
     play_episode,
     play_episodes,
 )
+from nasprune.controller.local_search import LocalSearch
 from nasprune.controller.policy import LSTMPolicy, ObservationEncoder
 from nasprune.controller.reinforce import Reinforce, discounted_returns
 from nasprune.controller.strategy import SearchStrategy
@@ -22,7 +25,9 @@ __all__ = [
     "EpisodeDataModule",
     "GradientFreeStrategy",
     "LSTMPolicy",
+    "LocalSearch",
     "ObservationEncoder",
+    "OptunaSearch",
     "RandomSearch",
     "RegularizedEvolution",
     "Reinforce",
@@ -33,3 +38,13 @@ __all__ = [
     "play_episode",
     "play_episodes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`OptunaSearch` is imported on first use: Optuna is an extra (`pip install nasprune[optuna]`)
+    whose import would add a fraction of a second to every other search's start."""
+    if name == "OptunaSearch":
+        from nasprune.controller.optuna_search import OptunaSearch
+
+        return OptunaSearch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

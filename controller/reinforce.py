@@ -6,6 +6,17 @@ One training step = one update from a batch of freshly played episodes:
     b_t        ← decay · b_t + (1 − decay) · mean over episodes of G_t
 With `rank_advantages`, advantage_t is instead the centred rank of G_t among the update's episodes.
 
+Two options for NAS envs (one design per episode, one reward at its end), both off by default:
+- `distinct_designs`: sampling without replacement. Designs already evaluated are masked out,
+  decision by decision (`DesignTree.unexplored`), in acting and in the replay that computes
+  log π, so every episode evaluates a new design and the gradient is that of the policy that was
+  sampled. A repeat teaches nothing: the env would return the cached result. A peaked policy then
+  samples the most probable designs it has not tried, which are its mode's near neighbours.
+- `elite_size`/`elite_weight`: each evaluation serves more than one update. The best
+  `elite_size` designs seen so far are imitated at every update, loss −elite_weight · mean
+  Σ_t log π(a_t) over them (priority-queue training, Abolafia et al. 2018), next to the policy
+  gradient of the fresh batch.
+
 The baseline is kept per step index. In a NAS env (one reward at the end, γ = 1) every G_t is
 the episode's reward, so all b_t equal the classic EMA of rewards; in a dense-reward env
 (CartPole) b_t tracks how much return usually remains at step t, and once the policy is good the
@@ -23,11 +34,12 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from nasprune.config import ConfigError
+from nasprune.controller.design_tree import Design, DesignTree
 from nasprune.controller.episodes import Episode
 from nasprune.controller.policy import LSTMPolicy
 from nasprune.controller.strategy import SearchStrategy
 
-RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
+RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, list[Design]]  # LSTM state, previous actions, actions so far
 
 
 def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
@@ -85,6 +97,9 @@ class Reinforce(SearchStrategy):
         tanh_constant: float | None = None,
         normalize_advantages: bool = False,
         rank_advantages: bool = False,
+        distinct_designs: bool = False,
+        elite_size: int = 0,
+        elite_weight: float = 0.0,
         recent_window: int = 20,
     ) -> None:
         """
@@ -105,6 +120,10 @@ class Reinforce(SearchStrategy):
                 in [−½, ½] (the fitness shaping of natural evolution strategies, Wierstra et al. 2014;
                 Salimans et al. 2017). A NAS reward's outliers — a broken cell at 10% next to good
                 ones at 90% — then cannot flatten the differences between the good designs.
+            distinct_designs: never sample a design evaluated before (needs an `action_mask` in
+                the observations; see the module docstring).
+            elite_size: how many of the best designs seen so far are imitated at every update.
+            elite_weight: the weight of that imitation loss (0: off).
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -115,7 +134,13 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.rank_advantages", "choose one of normalize_advantages and rank_advantages")
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
+        if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
+            raise ConfigError("model.init_args.distinct_designs", "needs an env whose observations carry an action_mask")
+        if elite_size < 0 or elite_weight < 0:
+            raise ConfigError("model.init_args.elite_size" if elite_size < 0 else "model.init_args.elite_weight", "must be ≥ 0")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
+        self.elites: list[Episode] = []  # the best `elite_size` episodes, best first
         self.policy = LSTMPolicy(
             observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
         )
@@ -137,11 +162,21 @@ class Reinforce(SearchStrategy):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["sampler_rng"] = self.sampler.get_state()
+        if self.hparams.distinct_designs:
+            checkpoint["designs"] = self.designs.state_dict()
+        checkpoint["elites"] = [
+            {"actions": ep.actions, "rewards": ep.rewards, "observations": self.observation_space.to_jsonable(ep.observations)} for ep in self.elites
+        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if "sampler_rng" in checkpoint:
             self.sampler.set_state(checkpoint["sampler_rng"])
+        if "designs" in checkpoint:
+            self.designs.load_state_dict(checkpoint["designs"])
+        self.elites = [
+            Episode(-1, self.observation_space.from_jsonable(e["observations"]), list(e["actions"]), list(e["rewards"])) for e in checkpoint.get("elites", [])
+        ]
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -149,7 +184,7 @@ class Reinforce(SearchStrategy):
         return self.initial_states(1)
 
     def initial_states(self, n: int) -> RecurrentState:
-        return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device)
+        return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device), [() for _ in range(n)]
 
     def act(self, observation: Any, state: RecurrentState, greedy: bool = False) -> tuple[int, RecurrentState]:
         (action,), state = self.act_batch([observation], state, greedy)
@@ -160,20 +195,35 @@ class Reinforce(SearchStrategy):
         self, observations: Sequence[Any], states: RecurrentState, greedy: bool = False
     ) -> tuple[list[int], RecurrentState]:
         """One batched forward of the policy for several episodes played side by side."""
-        recurrent, prev_action = states
+        recurrent, prev_action, prefixes = states
         obs = batch_observations(self.observation_space, observations, self.device)
+        if self.hparams.distinct_designs:
+            obs["action_mask"] = self._unexplored_masks(obs["action_mask"], prefixes)
         logits, recurrent = self.policy(obs, prev_action, recurrent)
         if greedy:
             action = logits.argmax(dim=-1)
         else:
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             action = torch.multinomial(probs, 1, generator=self.sampler).squeeze(1).to(logits.device)
-        return action.tolist(), (recurrent, action)
+        actions = action.tolist()
+        return actions, (recurrent, action, [prefix + (a,) for prefix, a in zip(prefixes, actions)])
+
+    def _unexplored_masks(self, masks: torch.Tensor, prefixes: Sequence[Design]) -> torch.Tensor:
+        """The env's masks [batch, actions] less the actions whose every continuation was evaluated."""
+        out = torch.zeros_like(masks)
+        for i, (mask, prefix) in enumerate(zip(masks.cpu().numpy(), prefixes)):
+            allowed = np.flatnonzero(mask)
+            if allowed.size:
+                out[i, torch.as_tensor(self.designs.unexplored(prefix, allowed), dtype=torch.long)] = 1
+        return out
 
     # ---- learning ----
 
-    def _replay(self, episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probabilities and entropies of the taken actions, with gradients: [episodes, steps]."""
+    def _replay(self, episodes: Sequence[Episode], unexplored: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies of the taken actions, with gradients: [episodes, steps].
+
+        `unexplored`: under the masks they were sampled with (`distinct_designs`, before this
+        batch joins the tree)."""
         n, steps = len(episodes), max(len(ep) for ep in episodes)
         valid = torch.zeros(n, steps, device=self.device)
         actions = torch.zeros(n, steps, dtype=torch.long, device=self.device)
@@ -184,6 +234,9 @@ class Reinforce(SearchStrategy):
         obs = batch_observations(
             self.observation_space, [ep.observations[min(t, len(ep) - 1)] for ep in episodes for t in range(steps)], self.device
         )
+        if unexplored:
+            prefixes = [tuple(ep.actions[: min(t, len(ep) - 1)]) for ep in episodes for t in range(steps)]
+            obs["action_mask"] = self._unexplored_masks(obs["action_mask"], prefixes)
         prev_actions = torch.cat([self.policy.start_actions(n, self.device).unsqueeze(1), actions[:, :-1]], dim=1)
         logits, _ = self.policy.forward_sequence(obs, prev_actions, self.policy.initial_state(n, self.device))
         log_policy = torch.log_softmax(logits, dim=-1)
@@ -194,7 +247,7 @@ class Reinforce(SearchStrategy):
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
-        log_probs, entropies, valid = self._replay(episodes)
+        log_probs, entropies, valid = self._replay(episodes, unexplored=self.hparams.distinct_designs)
         returns = discounted_returns(episodes, self.hparams.gamma).to(self.device)
         steps = returns.shape[1]
         if self.baseline.numel() < steps:
@@ -216,9 +269,17 @@ class Reinforce(SearchStrategy):
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.hparams.entropy_weight * entropy
+        extra = {}
+        if self.elites and self.hparams.elite_weight > 0:
+            elite_log_probs, _, elite_valid = self._replay(self.elites)
+            extra["elite_log_prob"] = (elite_log_probs * elite_valid).sum() / len(self.elites)
+            loss = loss - self.hparams.elite_weight * extra["elite_log_prob"]
+            extra["elite_log_prob"] = extra["elite_log_prob"].detach()
+        self._remember(episodes)
 
         self.log_search(
             episodes,
+            **extra,
             baseline=baseline[0],
             entropy=entropy.detach(),
             loss=loss.detach(),
@@ -228,6 +289,16 @@ class Reinforce(SearchStrategy):
             decay = self.hparams.baseline_decay
             self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
+
+    def _remember(self, episodes: Sequence[Episode]) -> None:
+        """Add the batch to the evaluated designs and to the elites (one entry per design)."""
+        if self.hparams.distinct_designs:
+            for episode in episodes:
+                allowed = [np.flatnonzero(obs["action_mask"]) for obs in episode.observations]
+                self.designs.add(episode.actions, episode.total_reward, allowed)
+        if self.hparams.elite_size:
+            by_design = {tuple(ep.actions): ep for ep in reversed(self.elites + list(episodes))}  # the first of repeats
+            self.elites = sorted(by_design.values(), key=lambda ep: (-ep.total_reward, ep.index))[: self.hparams.elite_size]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr)
