@@ -23,9 +23,11 @@ Writes `bench/results/search_efficiency.md` (the table, its caption holds this c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import resource
 import shlex
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +78,7 @@ def episodes_per_update(config: str, extra: list[str]) -> int:
     return value
 
 
-def search(config: str, strategy: str, seed: int, budgets: list[int], episodes: int, table: str | None, extra: list[str], report: str) -> dict:
+def search(config: str, strategy: str, seed: int, *, budgets: list[int], episodes: int, table: str | None, extra: list[str], report: str) -> dict:
     """One CLI run of `episodes` episodes; per budget the reported column of the best-reward episode
     among the first B episodes and among the episodes up to the B-th distinct design."""
     from nasprune.cli import run  # imported here: `--help` stays fast
@@ -239,6 +242,7 @@ def main() -> None:
     parser.add_argument("--table", help="override data.env_kwargs.table")
     parser.add_argument("--report", default="test_acc_200ep", help="the table column reported (never rewarded)")
     parser.add_argument("--out", default=str(RESULTS / "search_efficiency"), help="path prefix of the .md and .png")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds searched in parallel processes (the ms / episode then share the cores)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--throughput-episodes", type=int, nargs=2, default=[80, 16000], metavar=("SHORT", "LONG"),
                         help="episodes of the two timed runs (rounded to whole updates)")
@@ -252,10 +256,11 @@ def main() -> None:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results: dict[str, list[dict]] = {}
     episodes = round(args.run_factor * max(args.budgets))
+    context = multiprocessing.get_context("fork")  # each search a fresh process image of this one: no re-import
     for strategy in args.strategies:
-        results[strategy] = []
-        for seed in seeds:
-            results[strategy].append(search(args.config, strategy, seed, args.budgets, episodes, args.table, args.extra, args.report))
+        one = functools.partial(search, args.config, strategy, budgets=args.budgets, episodes=episodes, table=args.table, extra=args.extra, report=args.report)
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            results[strategy] = list(pool.map(one, seeds))
         print(f"{strategy}: done ({sum(r['seconds'] for r in results[strategy]):.0f} s)", file=sys.stderr, flush=True)
     speed = None
     if not args.skip_throughput and "controller" in results:

@@ -6,16 +6,15 @@ One training step = one update from a batch of freshly played episodes:
     b_t        ← decay · b_t + (1 − decay) · mean over episodes of G_t
 With `rank_advantages`, advantage_t is instead the centred rank of G_t among the update's episodes.
 
-Two options for NAS envs (one design per episode, one reward at its end), both off by default:
-- `distinct_designs`: sampling without replacement. Designs already evaluated are masked out,
+`distinct_designs` (off by default) is for NAS envs (one design per episode, one reward at its
+end): sampling without replacement. Designs already evaluated are masked out,
   decision by decision (`DesignTree.unexplored`), in acting and in the replay that computes
   log π, so every episode evaluates a new design and the gradient is that of the policy that was
   sampled. A repeat teaches nothing: the env would return the cached result. A peaked policy then
   samples the most probable designs it has not tried, which are its mode's near neighbours.
-- `elite_size`/`elite_weight`: each evaluation serves more than one update. The best
-  `elite_size` designs seen so far are imitated at every update, loss −elite_weight · mean
-  Σ_t log π(a_t) over them (priority-queue training, Abolafia et al. 2018), next to the policy
-  gradient of the fresh batch.
+  Episodes of one update are sampled before any of them is evaluated; at their last decision
+  (when every design so far has the same length), each also avoids the designs completed by the
+  update's earlier episodes, so a batch holds no design twice either.
 
 The baseline is kept per step index. In a NAS env (one reward at the end, γ = 1) every G_t is
 the episode's reward, so all b_t equal the classic EMA of rewards; in a dense-reward env
@@ -98,8 +97,6 @@ class Reinforce(SearchStrategy):
         normalize_advantages: bool = False,
         rank_advantages: bool = False,
         distinct_designs: bool = False,
-        elite_size: int = 0,
-        elite_weight: float = 0.0,
         recent_window: int = 20,
     ) -> None:
         """
@@ -122,8 +119,6 @@ class Reinforce(SearchStrategy):
                 ones at 90% — then cannot flatten the differences between the good designs.
             distinct_designs: never sample a design evaluated before (needs an `action_mask` in
                 the observations; see the module docstring).
-            elite_size: how many of the best designs seen so far are imitated at every update.
-            elite_weight: the weight of that imitation loss (0: off).
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -136,11 +131,9 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
             raise ConfigError("model.init_args.distinct_designs", "needs an env whose observations carry an action_mask")
-        if elite_size < 0 or elite_weight < 0:
-            raise ConfigError("model.init_args.elite_size" if elite_size < 0 else "model.init_args.elite_weight", "must be ≥ 0")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
         self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
-        self.elites: list[Episode] = []  # the best `elite_size` episodes, best first
+        self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
         self.policy = LSTMPolicy(
             observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
         )
@@ -164,9 +157,6 @@ class Reinforce(SearchStrategy):
         checkpoint["sampler_rng"] = self.sampler.get_state()
         if self.hparams.distinct_designs:
             checkpoint["designs"] = self.designs.state_dict()
-        checkpoint["elites"] = [
-            {"actions": ep.actions, "rewards": ep.rewards, "observations": self.observation_space.to_jsonable(ep.observations)} for ep in self.elites
-        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -174,9 +164,6 @@ class Reinforce(SearchStrategy):
             self.sampler.set_state(checkpoint["sampler_rng"])
         if "designs" in checkpoint:
             self.designs.load_state_dict(checkpoint["designs"])
-        self.elites = [
-            Episode(-1, self.observation_space.from_jsonable(e["observations"]), list(e["actions"]), list(e["rewards"])) for e in checkpoint.get("elites", [])
-        ]
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -205,17 +192,43 @@ class Reinforce(SearchStrategy):
         else:
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             action = torch.multinomial(probs, 1, generator=self.sampler).squeeze(1).to(logits.device)
+            if self.hparams.distinct_designs:
+                action = self._avoid_taken(action, probs, obs["action_mask"].cpu(), prefixes)
         actions = action.tolist()
         return actions, (recurrent, action, [prefix + (a,) for prefix, a in zip(prefixes, actions)])
 
+    def _taken_children(self, prefix: Design, mask: torch.Tensor, taken: set[Design]) -> list[int]:
+        """The allowed last decisions after `prefix` that would complete a design in `taken`; none
+        if they are all of the allowed ones (the sample then repeats a design)."""
+        allowed = torch.nonzero(mask).flatten().tolist()
+        excluded = [a for a in allowed if prefix + (a,) in taken]
+        return excluded if len(excluded) < len(allowed) else []
+
+    def _avoid_taken(self, action: torch.Tensor, probs: torch.Tensor, masks: torch.Tensor, prefixes: Sequence[Design]) -> torch.Tensor:
+        """At a design's last decision, redraw it, one episode after the other, without the
+        designs the update's earlier episodes completed (the replay masks them the same way)."""
+        length = self.designs.length
+        for i, prefix in enumerate(prefixes):
+            if length is None or len(prefix) != length - 1 or not masks[i].any():
+                continue
+            excluded = self._taken_children(prefix, masks[i], self.taken)
+            if excluded:
+                p = probs[i].clone()
+                p[excluded] = 0.0
+                if p.sum() == 0:  # every remaining probability underflowed: uniform over the rest
+                    p = masks[i].float()
+                    p[excluded] = 0.0
+                action[i] = torch.multinomial(p, 1, generator=self.sampler).item()
+            self.taken.add(prefix + (int(action[i]),))
+        return action
+
     def _unexplored_masks(self, masks: torch.Tensor, prefixes: Sequence[Design]) -> torch.Tensor:
         """The env's masks [batch, actions] less the actions whose every continuation was evaluated."""
-        out = torch.zeros_like(masks)
-        for i, (mask, prefix) in enumerate(zip(masks.cpu().numpy(), prefixes)):
-            allowed = np.flatnonzero(mask)
-            if allowed.size:
-                out[i, torch.as_tensor(self.designs.unexplored(prefix, allowed), dtype=torch.long)] = 1
-        return out
+        if not self.designs.closed:
+            return masks
+        rows = masks.cpu().numpy()
+        out = np.stack([self.designs.unexplored(prefix, row) for prefix, row in zip(prefixes, rows)])
+        return torch.as_tensor(out, device=masks.device)
 
     # ---- learning ----
 
@@ -236,7 +249,14 @@ class Reinforce(SearchStrategy):
         )
         if unexplored:
             prefixes = [tuple(ep.actions[: min(t, len(ep) - 1)]) for ep in episodes for t in range(steps)]
-            obs["action_mask"] = self._unexplored_masks(obs["action_mask"], prefixes)
+            masks = self._unexplored_masks(obs["action_mask"], prefixes).clone()
+            length, taken = self.designs.length, set()
+            for i, episode in enumerate(episodes):
+                if length is not None and len(episode) == length:
+                    row = i * steps + length - 1
+                    masks[row, self._taken_children(tuple(episode.actions[:-1]), masks[row], taken)] = 0
+                    taken.add(tuple(episode.actions))
+            obs["action_mask"] = masks
         prev_actions = torch.cat([self.policy.start_actions(n, self.device).unsqueeze(1), actions[:, :-1]], dim=1)
         logits, _ = self.policy.forward_sequence(obs, prev_actions, self.policy.initial_state(n, self.device))
         log_policy = torch.log_softmax(logits, dim=-1)
@@ -269,17 +289,13 @@ class Reinforce(SearchStrategy):
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.hparams.entropy_weight * entropy
-        extra = {}
-        if self.elites and self.hparams.elite_weight > 0:
-            elite_log_probs, _, elite_valid = self._replay(self.elites)
-            extra["elite_log_prob"] = (elite_log_probs * elite_valid).sum() / len(self.elites)
-            loss = loss - self.hparams.elite_weight * extra["elite_log_prob"]
-            extra["elite_log_prob"] = extra["elite_log_prob"].detach()
-        self._remember(episodes)
+        if self.hparams.distinct_designs:
+            for episode in episodes:
+                self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
+            self.taken.clear()
 
         self.log_search(
             episodes,
-            **extra,
             baseline=baseline[0],
             entropy=entropy.detach(),
             loss=loss.detach(),
@@ -289,16 +305,6 @@ class Reinforce(SearchStrategy):
             decay = self.hparams.baseline_decay
             self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
-
-    def _remember(self, episodes: Sequence[Episode]) -> None:
-        """Add the batch to the evaluated designs and to the elites (one entry per design)."""
-        if self.hparams.distinct_designs:
-            for episode in episodes:
-                allowed = [np.flatnonzero(obs["action_mask"]) for obs in episode.observations]
-                self.designs.add(episode.actions, episode.total_reward, allowed)
-        if self.hparams.elite_size:
-            by_design = {tuple(ep.actions): ep for ep in reversed(self.elites + list(episodes))}  # the first of repeats
-            self.elites = sorted(by_design.values(), key=lambda ep: (-ep.total_reward, ep.index))[: self.hparams.elite_size]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr)

@@ -1,5 +1,5 @@
-"""Local search, the Optuna strategies (TPE, GP, NSGA-II), the controller's distinct designs and
-elites: optimum found, masks respected, runs reproducible and resumable, bad settings refused."""
+"""Local search, the Optuna strategies (TPE, GP, NSGA-II), the controller's distinct designs:
+optimum found, masks respected, runs reproducible and resumable, bad settings refused."""
 
 from __future__ import annotations
 
@@ -51,16 +51,16 @@ def gradient_free(name: str, data: EpisodeDataModule, seed: int) -> object:
 def test_design_tree_knows_which_prefixes_are_exhausted() -> None:
     tree = DesignTree()
     tree.add((0, 1), 0.5, [(0, 1), (1, 2)])  # after (), the env allowed 0 and 1; after (0,), 1 and 2
-    assert (0, 1) in tree and (0, 2) not in tree and tree.exhausted == {(0, 1)}
-    assert tree.unexplored((0,), np.array([1, 2])).tolist() == [2]
+    assert (0, 1) in tree and (0, 2) not in tree and tree.is_exhausted((0, 1)) and not tree.is_exhausted((0,))
+    assert tree.unexplored((0,), np.array([0, 1, 1])).tolist() == [0, 0, 1]
     tree.add((0, 2), 0.7, [(0, 1), (1, 2)])
-    assert tree.exhausted == {(0, 1), (0, 2), (0,)}  # both continuations of (0,) are known
-    assert tree.unexplored((), np.array([0, 1])).tolist() == [1]
+    assert tree.is_exhausted((0,)) and not tree.is_exhausted((1,))  # both continuations of (0,) are known
+    assert tree.unexplored((), np.array([1, 1, 0])).tolist() == [0, 1, 0]
     tree.add((1, 1), 0.1, [(0, 1), (1,)])  # after (1,) only action 1 is allowed
-    assert () in tree.exhausted and tree.unexplored((), np.array([0, 1])).tolist() == [0, 1]  # all known: no restriction
+    assert tree.is_exhausted(()) and tree.unexplored((), np.array([1, 1, 0])).tolist() == [1, 1, 0]  # all known: no restriction
     again = DesignTree()
     again.load_state_dict(json.loads(json.dumps(tree.state_dict())))
-    assert again.exhausted == tree.exhausted and again.rewards == {(0, 1): 0.5, (0, 2): 0.7, (1, 1): 0.1}
+    assert again.closed == tree.closed and again.rewards == {(0, 1): 0.5, (0, 2): 0.7, (1, 1): 0.1}
 
 
 def test_local_search_moves_to_the_first_better_neighbour_and_never_pays_twice(table: Path) -> None:
@@ -127,17 +127,18 @@ def test_the_controller_takes_no_masked_action_and_no_repeat_with_distinct_desig
     data = EpisodeDataModule("toy_envs:ChainMask-v0", episodes_per_update=8, num_envs=8)
     played: list[Episode] = []
     data.episode_listeners.append(played.append)
-    model = Reinforce(data.observation_space, data.action_space, lr=0.05, distinct_designs=True, elite_size=4, elite_weight=0.5, rank_advantages=True)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.05, distinct_designs=True, rank_advantages=True)
     pl.Trainer(max_steps=15, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=data)
     designs = [tuple(ep.actions) for ep in played]
     assert all("error" not in ep.info for ep in played)
-    # no design repeats across updates (two episodes of one batch are sampled side by side, so may agree)
-    for update in range(1, 15):
-        earlier = set(designs[: 8 * update])
-        assert not earlier & set(designs[8 * update : 8 * (update + 1)])
-    assert len(model.designs) == len(set(designs)) and max(ep.total_reward for ep in played) == 1.0
-    rewards = {tuple(ep.actions): ep.total_reward for ep in played}  # the elites: the best 4 designs, each once
-    assert [ep.total_reward for ep in model.elites] == sorted(rewards.values(), reverse=True)[:4]
+    assert len(played) == 120 and len(model.designs) == len(set(designs))
+    for update in range(15):
+        batch = designs[8 * update : 8 * (update + 1)]
+        assert not set(designs[: 8 * update]) & set(batch)  # never a design evaluated by an earlier update
+        for k, design in enumerate(batch):
+            if design in batch[:k]:  # within an update, only once every allowed last decision is taken
+                last = played[8 * update + k].observations[-1]["action_mask"]
+                assert all(design[:-1] + (a,) in designs[: 8 * update + k] for a in np.flatnonzero(last))
 
 
 def test_distinct_designs_needs_an_action_mask() -> None:
@@ -214,3 +215,32 @@ def test_a_killed_search_resumes_to_the_same_history_and_study(repo: Path, tmp_p
         study = optuna.load_study(study_name="nasprune", storage=f"sqlite:///{directory / 'optuna.db'}")
         assert [t.user_attrs["actions"] for t in study.trials] == [h["actions"] for h in history]
         assert [t.value for t in study.trials] == [h["reward"] for h in history]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--model=nasprune.controller.LocalSearch", "--model.initial_designs=2"],
+        ["--model=nasprune.controller.OptunaSearch", "--model.sampler={class_path: optuna.samplers.NSGAIISampler, init_args: {population_size: 2}}",
+         "--model.objectives=[accuracy, flops]"],
+    ],
+)
+def test_the_strategies_run_on_the_real_nasprune_env(repo: Path, tmp_path: Path, tiny_env_kwargs: dict, extra: list[str]) -> None:
+    import yaml
+
+    config = yaml.safe_load((repo / "configs" / "digits.yaml").read_text())
+    config["data"]["env_kwargs"].update(tiny_env_kwargs)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "-c", str(path), f"--trainer.default_root_dir={tmp_path}", "--trainer.max_steps=4", "--data.episodes_per_update=1",
+          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *extra])
+    history = read_history(run_dir(tmp_path) / "history.jsonl")
+    assert len(history) == 4 and all("error" not in h for h in history)
+    assert all(h["accuracy"] > 0 and h["flops"] > 0 for h in history)
+    if "OptunaSearch" in extra[0]:
+        front = json.loads((run_dir(tmp_path) / "pareto_front.json").read_text())
+        points = [(h["accuracy"], h["flops"]) for h in history]
+        assert {(p["accuracy"], p["flops"]) for p in front} == {
+            p for p in points if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)
+        }
