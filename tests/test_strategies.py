@@ -90,13 +90,15 @@ def test_local_search_moves_to_the_first_better_neighbour_and_never_pays_twice(t
     assert strategy.current == current and restarts >= 1
 
 
-# Measured over seeds 0–9 on the 729-row synthetic table (unique optimum BEST): the share of seeds
-# whose best design within the budget is BEST, and the test's bound below it.
+# Measured over seeds 0–9 on the 729-row synthetic table (unique optimum BEST): budget → seeds of 10
+# whose best design within it is BEST. The runs are seeded (deterministic); the test allows one seed
+# less than measured. Random search, for scale, finds it in 5 of 10 within 300 episodes. (GPSampler,
+# at about 0.1 s a trial, is left to the mask and seed tests.)
 OPTIMUM_WITHIN = {
-    "local_search": (100, 10),  # found by all 10 seeds (a first-improvement climb on a separable table)
-    "optuna.samplers.TPESampler": (150, 10),
-    "optuna.samplers.NSGAIISampler": (300, 8),
-    "evolution": (300, 8),
+    "local_search": (50, 10),  # measured 10 of 10 within 50 (and within 100)
+    "optuna.samplers.TPESampler": (100, 10),  # measured 10 of 10 within 100
+    "optuna.samplers.NSGAIISampler": (200, 9),  # measured 9 of 10 within 200, 10 of 10 within 300
+    "evolution": (200, 10),  # measured 10 of 10 within 200 (P = 30, S = 10)
 }
 
 
@@ -108,7 +110,7 @@ def test_each_strategy_finds_the_unique_optimum_of_a_small_table(table: Path, na
         data = EpisodeDataModule("nasprune/NasBench201-v0", {"table": str(table)}, seed=seed)
         played = search(data, gradient_free(name, data, seed), budget)
         found += max(played, key=lambda ep: ep.total_reward).actions == list(BEST)
-    assert found >= seeds_needed
+    assert found >= seeds_needed - 1
 
 
 @pytest.mark.parametrize("name", ["local_search", "evolution", "random", *SAMPLERS])
