@@ -68,9 +68,9 @@ def make_sampler(spec: dict[str, Any] | None, seed: int) -> optuna.samplers.Base
             spec["init_args"] = {"seed": seed, **(spec.get("init_args") or {})}
     try:
         return instantiate(spec, optuna.samplers.BaseSampler, key)
-    except (TypeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # the sampler's own check of its arguments
         raise ConfigError(f"{key}.init_args", f"{spec['class_path']} rejected {json.dumps(given)}: {err}") from None
 
 
@@ -170,9 +170,6 @@ class OptunaSearch(GradientFreeStrategy):
         trial = self.study.ask()
         self.pending.append(trial)
         return TrialStep(trial)
-
-    def initial_states(self, n: int) -> list[TrialStep]:
-        return [self.initial_state() for _ in range(n)]
 
     def act(self, observation: Any, state: TrialStep) -> tuple[int, TrialStep]:
         if isinstance(observation, dict) and "action_mask" in observation and not np.any(observation["action_mask"]):
