@@ -27,7 +27,7 @@ from gymnasium import spaces
 from nasprune.config import ConfigError
 from nasprune.controller.baselines import GradientFreeStrategy
 from nasprune.controller.design_tree import Design, DesignTree
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 @dataclass(frozen=True)

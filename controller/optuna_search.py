@@ -42,7 +42,7 @@ from optuna.trial import TrialState
 
 from nasprune.config import ConfigError, import_object, instantiate
 from nasprune.controller.baselines import GradientFreeStrategy
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 STORAGE_FILES = {"sqlite": "optuna.db", "journal": "optuna.log"}
 PARETO_FILE = "pareto_front.json"

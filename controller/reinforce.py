@@ -34,7 +34,7 @@ from gymnasium.vector.utils import concatenate, create_empty_array
 
 from nasprune.config import ConfigError
 from nasprune.controller.design_tree import Design, DesignTree
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 from nasprune.controller.policy import LSTMPolicy
 from nasprune.controller.strategy import SearchStrategy
 

@@ -6,8 +6,8 @@ call per step (as `EpisodeDataModule(num_envs=...)` does in one process), and th
 their envs concurrently. For a NAS env the steps are cheap until the last one, which trains the
 child: that is where the workers overlap.
 
-The same vector-env loop serves gymnasium's `SyncVectorEnv` (in process, the reference run),
-`AsyncVectorEnv` (one process per worker) and the Ray backend (`RayVectorEnv`, one actor per
+The rollout loop (`rollout.play_episodes`, through `rollout.VectorSlots`) serves gymnasium's
+`SyncVectorEnv` (in process, the reference run), `AsyncVectorEnv` (one process per worker) and the Ray backend (`RayVectorEnv`, one actor per
 worker). Given the run seed, the episodes' content — actions, designs, rewards, metrics — is the
 same for all three, and the same as with `num_envs` equal to `num_workers`.
 """
@@ -15,19 +15,17 @@ same for all three, and the same as with `num_envs` equal to `num_workers`.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
-from gymnasium.vector.utils import iterate
 
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import BatchAgent, Episode, make_env
+from nasprune.controller.env_factory import make_env
+from nasprune.controller.rollout import VectorSlots
 
 
 class HoldFinished(gym.Wrapper):
@@ -95,7 +93,7 @@ def cuda_devices_of_worker(worker: int, num_gpus: float) -> str | None:
 
 
 def make_worker_env(
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
     threads: int,
@@ -117,7 +115,7 @@ def make_worker_env(
 
 def worker_env_fns(
     num_workers: int,
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
     worker_resources: dict[str, float],
@@ -135,7 +133,7 @@ def worker_env_fns(
 def make_vector_env(
     backend: str,
     num_workers: int,
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     worker_resources: dict[str, float] | None = None,
@@ -149,76 +147,13 @@ def make_vector_env(
     return AsyncVectorEnv(env_fns, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
 
 
-def unbatch_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
-    """Env `i`'s own info from a vector env's batched info (`info[key]` arrays, `_key` masks)."""
-    out: dict[str, Any] = {}
-    for key, value in infos.items():
-        mask = infos.get(f"_{key}")
-        if key.startswith("_") or mask is None or not mask[i]:
-            continue
-        out[key] = unbatch_info(value, i) if isinstance(value, dict) else value[i]
-    return out
-
-
-def play_vector_batch(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-    """`len(seeds)` episodes, in rounds of `vector_env.num_envs`, episode `first_index + k` reset with `seeds[k]`.
-
-    Each round is played like `play_episodes`: one `act_batch` per step for the round's episodes,
-    an episode that ended early shown its last observation (its actions dropped). An episode's
-    `seconds` is the time from the round's start until its end was seen; `worker` is the worker
-    that played it (`vector_env.worker_ids` where the backend replaces workers, else its slot).
-    """
-    episodes: list[Episode] = []
-    for start in range(0, len(seeds), vector_env.num_envs):
-        episodes += _play_round(vector_env, agent, first_index + start, seeds[start : start + vector_env.num_envs])
-    return episodes
-
-
-def _play_round(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-    n, width = len(seeds), vector_env.num_envs
-    started = time.perf_counter()
-    active = np.arange(width) < n
-    batched, infos = vector_env.reset(seed=[*seeds, *[None] * (width - n)], options={"reset_mask": active})
-    observations = list(iterate(vector_env.observation_space, batched))[:n]
-    episodes = [Episode(first_index + i, [], [], [], unbatch_info(infos, i)) for i in range(n)]
-    states = agent.initial_states(n)
-    running = [True] * n
-    while any(running):
-        actions, states = agent.act_batch(observations, states)
-        for i in range(n):
-            if running[i]:
-                episodes[i].observations.append(observations[i])
-                episodes[i].actions.append(int(actions[i]))
-        # unused slots and finished episodes are parked (`HoldFinished`): their action is ignored
-        step_actions = np.array([int(actions[i]) if i < n else 0 for i in range(width)])
-        batched, rewards, terminated, truncated, infos = vector_env.step(step_actions)
-        stepped = list(iterate(vector_env.observation_space, batched))
-        worker_ids = getattr(vector_env, "worker_ids", range(width))
-        ended = np.zeros(width, dtype=np.bool_)
-        for i in range(n):
-            if not running[i]:
-                continue
-            episodes[i].rewards.append(float(rewards[i]))
-            observations[i] = stepped[i]
-            if terminated[i] or truncated[i]:
-                episodes[i].info = unbatch_info(infos, i)
-                episodes[i].seconds = time.perf_counter() - started
-                episodes[i].worker = int(worker_ids[i])
-                running[i] = False
-                ended[i] = True
-        if ended.any():
-            vector_env.reset(options={"reset_mask": ended, "hold": True})
-    return episodes
-
-
 class VectorWorkers:
-    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played in lockstep rounds."""
+    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played by the rollout loop."""
 
     def __init__(self, vector_env: VectorEnv) -> None:
         self.vector_env = vector_env
+        self.slots = VectorSlots(vector_env)
 
-    def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-        return play_vector_batch(self.vector_env, agent, first_index, seeds)
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
         self.vector_env.call("remember", records)

@@ -11,7 +11,7 @@ import pytest
 import pytorch_lightning as pl
 
 import toy_envs  # noqa: F401  (registers ChainMask-v0)
-from nasprune.callbacks import read_history
+from nasprune.records import read_history
 from nasprune.cli import main
 from nasprune.config import ConfigError
 from nasprune.controller import Episode, EpisodeDataModule, LocalSearch, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
@@ -128,9 +128,14 @@ def test_the_controller_takes_no_masked_action_and_no_repeat_with_distinct_desig
     pl.seed_everything(0)
     data = EpisodeDataModule("toy_envs:ChainMask-v0", episodes_per_update=8, num_envs=8)
     played: list[Episode] = []
-    data.episode_listeners.append(played.append)
+
+    class Record(pl.Callback):
+        def on_episode_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, episode: Episode) -> None:
+            played.append(episode)
+
     model = Reinforce(data.observation_space, data.action_space, lr=0.05, distinct_designs=True, rank_advantages=True)
-    pl.Trainer(max_steps=15, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=data)
+    trainer = pl.Trainer(max_steps=15, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Record()])
+    trainer.fit(model, datamodule=data)
     designs = [tuple(ep.actions) for ep in played]
     assert all("error" not in ep.info for ep in played)
     assert len(played) == 120 and len(model.designs) == len(set(designs))

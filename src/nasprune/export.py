@@ -28,22 +28,22 @@ import yaml
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from nasprune.callbacks.history import read_history
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
 from nasprune.child.metrics import measure_latency
 from nasprune.config import ConfigError
+from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
 
 NASPRUNE_ENV_ID = "nasprune/NasPrune-v0"
 
 
-def best_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+def best_record(records: list[Record]) -> Record:
     """The highest-reward episode that evaluated a design (failed children are never exported)."""
-    candidates = [r for r in records if "design" in r and "error" not in r]
-    if not candidates:
+    best = best_of([r for r in records if is_evaluated(r)])
+    if best is None:
         raise ConfigError("RUN_DIR", "the run's history has no successfully evaluated design to export")
-    return max(candidates, key=lambda r: r["reward"])
+    return best
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
@@ -133,7 +133,16 @@ def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> floa
 
 
 def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> ChildTraining:
-    """The search's child training with `overrides` (e.g. more epochs) applied."""
+    """The search's child training with `overrides` (e.g. more epochs) applied.
+
+    `export.final_training` is a free mapping (not typed by the CLI), so its keys and epoch counts
+    are checked here."""
+    allowed = {f.name for f in dataclasses.fields(ChildTraining)}
+    for key, value in (overrides or {}).items():
+        if key not in allowed:
+            raise ConfigError(f"export.final_training.{key}", f"unknown training key; allowed: {', '.join(sorted(allowed))}")
+        if key in ("epochs", "finetune_epochs") and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"export.final_training.{key}", f"must be a non-negative integer, got {value!r}")
     try:
         return ChildTraining.from_config({**dataclasses.asdict(base), **dict(overrides or {})})
     except ConfigError as err:
