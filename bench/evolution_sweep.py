@@ -34,14 +34,14 @@ GRID = ["10,3", "20,5", "30,10", "10,5", "20,3", "30,5", "50,10", "50,25", "100,
 def run(table: Path, population: int, sample: int, seed: int, budgets: list[int], report: str) -> dict[int, float]:
     data = EpisodeDataModule("nasprune/NasBench201-v0", {"table": str(table)}, episodes_per_update=1, seed=seed)
     strategy = RegularizedEvolution(data.observation_space, data.action_space, population, sample, seed=seed)
-    best_reward, best, out = float("-inf"), None, {}
+    best_reward, best_reported, out = float("-inf"), float("nan"), {}
     for episode in range(1, max(budgets) + 1):
         (played,) = data.play_batch(strategy, 1)
         strategy.learn([played])
-        if played.total_reward > best_reward:
-            best_reward, best = played.total_reward, played
+        if played.total_reward > best_reward:  # the first of equal rewards, as search_efficiency.py takes it
+            best_reward, best_reported = played.total_reward, float(played.info[report])
         if episode in budgets:
-            out[episode] = float(best.info[report])
+            out[episode] = best_reported
     return out
 
 

@@ -31,7 +31,7 @@ def main() -> None:
     assert sorted(PERMUTATION) == list(range(len(OPS)))
     with args.table.open(newline="") as source, args.out.open("w", newline="") as target:
         reader = csv.DictReader(source)
-        writer = csv.DictWriter(target, fieldnames=reader.fieldnames)
+        writer = csv.DictWriter(target, fieldnames=list(reader.fieldnames or ()))
         writer.writeheader()
         for row in reader:
             row["arch"] = actions_to_arch([PERMUTATION[a] for a in arch_to_actions(row["arch"])])

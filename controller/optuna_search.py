@@ -38,6 +38,7 @@ import numpy as np
 import optuna
 import torch
 from gymnasium import spaces
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from nasprune.config import ConfigError, import_object, instantiate
@@ -107,16 +108,18 @@ class OptunaSearch(GradientFreeStrategy):
         """
         super().__init__(observation_space, action_space, seed)
         objectives = list(objectives or ["reward"])
-        directions = list(directions or ["maximize"] + ["minimize"] * (len(objectives) - 1))
-        if len(directions) != len(objectives):
-            raise ConfigError("model.init_args.directions", f"needs one direction per objective ({len(objectives)}), got {len(directions)}")
-        for direction in directions:
+        senses: list[Literal["maximize", "minimize"]] = list(directions) if directions is not None else ["maximize"]
+        if directions is None:
+            senses += ["minimize"] * (len(objectives) - 1)
+        if len(senses) != len(objectives):
+            raise ConfigError("model.init_args.directions", f"needs one direction per objective ({len(objectives)}), got {len(senses)}")
+        for direction in senses:
             if direction not in ("maximize", "minimize"):
                 raise ConfigError("model.init_args.directions", f"{direction!r} is not one of: maximize, minimize")
         if storage is not None and storage not in STORAGE_FILES:
             raise ConfigError("model.init_args.storage", f"{storage!r} is not one of: sqlite, journal, null")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
-        self.objectives, self.directions = objectives, directions
+        self.objectives, self.directions = objectives, senses
         sampler_seed = int(self.rng.integers(2**31)) if seed is None else seed
         self.sampler = make_sampler(sampler, sampler_seed)
         optuna.logging.set_verbosity(logging.WARNING)  # a line per trial would drown the progress bar
@@ -140,10 +143,11 @@ class OptunaSearch(GradientFreeStrategy):
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / STORAGE_FILES[kind]
+        storage: optuna.storages.BaseStorage
         if kind == "sqlite":
             storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
         else:
-            storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+            storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         stored = self._new_study(storage, load_if_exists=True)
         trials = stored.get_trials(deepcopy=False)
         if len(trials) != self._trials_told:

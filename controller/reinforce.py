@@ -250,7 +250,7 @@ class Reinforce(SearchStrategy):
         if unexplored:
             prefixes = [tuple(ep.actions[: min(t, len(ep) - 1)]) for ep in episodes for t in range(steps)]
             masks = self._unexplored_masks(obs["action_mask"], prefixes).clone()
-            length, taken = self.designs.length, set()
+            length, taken = self.designs.length, set[Design]()
             for i, episode in enumerate(episodes):
                 if length is not None and len(episode) == length:
                     row = i * steps + length - 1
