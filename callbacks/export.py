@@ -10,10 +10,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.child import ChildTraining
-from nasprune.config import ConfigError
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design, final_training
+from nasprune.export import export_design, final_training as with_final_training
 from nasprune.records import Record, is_evaluated
 
 log = logging.getLogger(__name__)
@@ -33,10 +32,7 @@ class ExportBest(pl.Callback):
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
-        try:  # unknown keys and bad values fail before the search, not after it
-            ChildTraining.from_config(self.final_training)
-        except ConfigError as err:
-            raise err.under("export.final_training") from None
+        with_final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search
         self.seed = seed
         self.directory = directory
         self.best: Record | None = None
@@ -58,5 +54,5 @@ class ExportBest(pl.Callback):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
         log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)
-        self.metrics = export_design(self.best, env, final_training(env.training, self.final_training), target, self.seed)
+        self.metrics = export_design(self.best, env, with_final_training(env.training, self.final_training), target, self.seed)
         self.export_dir = target
