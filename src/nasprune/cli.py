@@ -102,6 +102,19 @@ class NasPruneCLI(LightningCLI):
             kwargs.setdefault("callbacks", [*callbacks, SearchProgressBar()])
         return super().instantiate_trainer(**kwargs)
 
+    def instantiate_classes(self) -> None:
+        """A strategy's or a data module's own `ConfigError` reaches the user as it is, not inside
+        jsonargparse's report of every type it tried."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, ConfigError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
     def before_fit(self) -> None:
         """`command.txt` in the run directory: how to make this run again (`nasprune report` quotes it)."""
         if self.command and self.trainer.is_global_zero:
