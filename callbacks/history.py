@@ -29,6 +29,7 @@ import pytorch_lightning as pl
 
 from nasprune.config import ConfigError
 from nasprune.controller.episodes import Episode
+from nasprune.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +234,8 @@ class HistoryWriter(pl.Callback):
             remember(records)
 
     def _rewrite(self, lines: list[str]) -> None:
-        """Replace the history by `lines` atomically (temporary file, fsync, rename)."""
-        temporary = self.history_path.with_suffix(self.history_path.suffix + ".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.history_path)
+        """Replace the history by `lines` atomically."""
+        atomic_write(self.history_path, "".join(line + "\n" for line in lines))
 
     # ---- writing ----
 
@@ -258,9 +254,7 @@ class HistoryWriter(pl.Callback):
             self._write_best(record)
 
     def _write_best(self, record: dict[str, Any]) -> None:
-        temporary = self.best_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, self.best_path)
+        atomic_write(self.best_path, json.dumps(record, indent=2) + "\n")
 
     def _fsync(self) -> None:
         if self._handle is not None and self._unsynced:

@@ -8,6 +8,7 @@ by PyTorch on the pruned network, accuracy on the validation split (never the te
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 import warnings
@@ -96,6 +97,9 @@ class ChildTraining:
             raise ConfigError("sparsity", f"must be in [0, 1), got {self.sparsity!r}")
         if not 0.0 <= self.distill_alpha <= 1.0:
             raise ConfigError("distill_alpha", f"must be in [0, 1], got {self.distill_alpha!r}")
+        batches = self.limit_train_batches
+        if isinstance(batches, bool) or not (isinstance(batches, int) and batches >= 1 or isinstance(batches, float) and 0.0 < batches <= 1.0):
+            raise ConfigError("limit_train_batches", f"must be a positive number of batches or a fraction in (0, 1], got {batches!r} (0 would train no child)")
         if self.latency_batch_size is not None and (not isinstance(self.latency_batch_size, int) or self.latency_batch_size < 1):
             raise ConfigError("latency_batch_size", f"must be a positive integer or null, got {self.latency_batch_size!r}")
 
@@ -210,6 +214,23 @@ def _trainer(
         limit_train_batches=training.limit_train_batches,
         callbacks=[NonFiniteLossGuard(), *(callbacks or [])],
     )
+
+
+TRAINER_KEYS = ("accelerator", "devices", "precision")
+
+
+def check_trainer_settings(training: ChildTraining) -> None:
+    """Build a child Trainer with the settings before any search: a setting Lightning refuses
+    (`precision: bogus`, `accelerator: gpu` without a GPU) would fail every child. The settings
+    are applied one at a time, in `TRAINER_KEYS` order, so the error names the key that broke it."""
+    tried = ChildTraining()
+    for key in TRAINER_KEYS:
+        tried = dataclasses.replace(tried, **{key: getattr(training, key)})
+        try:
+            with quiet_lightning():
+                _trainer(tried, 1)
+        except Exception as err:  # Lightning raises ValueError, MisconfigurationException, RuntimeError, …
+            raise ConfigError(key, f"{getattr(training, key)!r} is refused by Lightning: {' '.join(str(err).split())}") from None
 
 
 def _fit(

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids)
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, SearchError
 from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
 
 
@@ -150,6 +150,35 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_
         raise ConfigError("data.env_kwargs", f"{env_id!r} rejected its arguments: {err}") from None
 
 
+class FirstFailures:
+    """Stops a search whose first `limit` episodes all failed the same way (`SearchError`).
+
+    "The same way": the same `error_kind` and exception type (the `Type` of `error: "Type: text"`)
+    in the episodes' `info`. One success or a different failure ends the watch: from then on
+    failures are the search's own business (a failing child earns a penalty, the search goes on).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failed = 0  # the first episodes, from episode 0 on, that all failed the same way
+        self._failure: tuple[str, str] | None = None
+
+    def check(self, episode: Episode) -> None:
+        if self.failed != episode.index or self.failed >= self.limit:
+            return
+        kind, error = episode.info.get("error_kind"), str(episode.info.get("error", ""))
+        failure = (str(kind), error.partition(":")[0])
+        if kind is None or self._failure not in (None, failure):
+            self.limit = 0  # a success or a different failure: the watch is over
+            return
+        self._failure, self.failed = failure, self.failed + 1
+        if self.failed == self.limit:
+            raise SearchError(
+                f"the first {self.limit} children all failed with {kind} (latest: {error}); the search stopped: "
+                "fix the child settings (data.env_kwargs), or raise data.fail_fast_after (0: never stop)"
+            )
+
+
 class EpisodeStream(IterableDataset):
     """Batches of `episodes_per_update` episodes, played on demand: `updates_per_epoch` of them
     per pass, or an endless stream (one epoch, ended by `max_steps`) when that is `None`."""
@@ -193,6 +222,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         backend: str = "async",
         ray_address: str | None = None,
         worker_resources: dict[str, float] | None = None,
+        fail_fast_after: int = 10,
     ) -> None:
         """
         Args:
@@ -218,6 +248,9 @@ class EpisodeDataModule(pl.LightningDataModule):
             worker_resources: per worker `num_cpus` (its threads; Ray's CPU reservation; default:
                 the cores shared out) and `num_gpus` (Ray's GPU reservation; `async` gives each
                 worker its own slice of the visible GPUs through `CUDA_VISIBLE_DEVICES`).
+            fail_fast_after: stop the search (`SearchError`) when its first this many episodes
+                all failed the same way (the same `error_kind` and exception type in their
+                `info`): settings that fail every child should not spend the whole budget. 0: never stop.
         """
         super().__init__()
         if episodes_per_update < 1:
@@ -227,6 +260,8 @@ class EpisodeDataModule(pl.LightningDataModule):
         if num_envs < 1:
             raise ConfigError("data.num_envs", f"must be a positive integer, got {num_envs!r}")
         check_worker_settings(num_workers, backend, num_envs, worker_resources)
+        if not isinstance(fail_fast_after, int) or fail_fast_after < 0:
+            raise ConfigError("data.fail_fast_after", f"must be a non-negative integer, got {fail_fast_after!r}")
         self.save_hyperparameters()
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
         self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
@@ -238,11 +273,13 @@ class EpisodeDataModule(pl.LightningDataModule):
         # (the history writer makes it durable there)
         self.episode_listeners: list[Callable[[Episode], None]] = []
         self._remembered: list[Mapping[str, Any]] = []  # for workers started later
+        self._first_failures = FirstFailures(fail_fast_after)
 
     def _finished(self, episodes: Sequence[Episode]) -> None:
         for episode in episodes:
             for listener in self.episode_listeners:
                 listener(episode)
+            self._first_failures.check(episode)
 
     def has_copies(self) -> bool:
         """Whether episodes are played by more than one env (copies side by side, or workers)."""

@@ -8,6 +8,7 @@ behind one small interface, `WorkerPool`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -76,5 +77,5 @@ def _start_workers(hparams: Mapping[str, Any]) -> WorkerPool:
     if hparams["backend"] == "ray":
         from nasprune.controller.ray_backend import RayVectorEnv
 
-        return VectorWorkers(RayVectorEnv(hparams["num_workers"], *env, resources, hparams["ray_address"]))
-    return VectorWorkers(make_vector_env(hparams["backend"], hparams["num_workers"], *env, resources))
+        return VectorWorkers(partial(RayVectorEnv, hparams["num_workers"], *env, resources, hparams["ray_address"]))
+    return VectorWorkers(partial(make_vector_env, hparams["backend"], hparams["num_workers"], *env, resources))

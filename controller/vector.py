@@ -14,7 +14,9 @@ same for all three, and the same as with `num_envs` equal to `num_workers`.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -24,10 +26,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.async_vector_env import AsyncState
 from gymnasium.vector.utils import iterate
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, SearchError
 from nasprune.controller.episodes import BatchAgent, Episode, make_env
+
+log = logging.getLogger(__name__)
 
 
 class HoldFinished(gym.Wrapper):
@@ -160,21 +165,42 @@ def unbatch_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
     return out
 
 
-def play_vector_batch(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-    """`len(seeds)` episodes, in rounds of `vector_env.num_envs`, episode `first_index + k` reset with `seeds[k]`.
+class ScriptedAgent:
+    """Plays a round for `agent` and remembers each step's actions, so that the round can be
+    played again on replacement workers: there the recorded steps are replayed (same seeds, same
+    actions: the same episodes) and `agent` is asked only for the steps that follow, with its
+    recurrent state where it left off."""
 
-    Each round is played like `play_episodes`: one `act_batch` per step for the round's episodes,
-    an episode that ended early shown its last observation (its actions dropped). An episode's
-    `seconds` is the time from the round's start until its end was seen; `worker` is the worker
-    that played it (`vector_env.worker_ids` where the backend replaces workers, else its slot).
+    def __init__(self, agent: BatchAgent) -> None:
+        self.agent = agent
+        self.steps: list[list[int]] = []
+        self._position = 0
+        self._states: Any = None
+
+    def rewind(self) -> None:
+        self._position = 0
+
+    def initial_states(self, n: int) -> None:
+        if self._states is None:
+            self._states = self.agent.initial_states(n)
+
+    def act_batch(self, observations: Sequence[Any], states: None) -> tuple[list[int], None]:
+        if self._position == len(self.steps):
+            actions, self._states = self.agent.act_batch(observations, self._states)
+            self.steps.append([int(a) for a in actions])
+        self._position += 1
+        return self.steps[self._position - 1], None
+
+
+def play_round(
+    vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int], worker_ids: Sequence[int]
+) -> list[Episode]:
+    """Episodes `first_index …` reset with `seeds` (at most `vector_env.num_envs`), side by side.
+
+    One `act_batch` per step for the round's episodes, an episode that ended early shown its last
+    observation (its actions dropped). An episode's `seconds` is the time from the round's start
+    until its end was seen; `worker` is `worker_ids` of the slot that played it.
     """
-    episodes: list[Episode] = []
-    for start in range(0, len(seeds), vector_env.num_envs):
-        episodes += _play_round(vector_env, agent, first_index + start, seeds[start : start + vector_env.num_envs])
-    return episodes
-
-
-def _play_round(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
     n, width = len(seeds), vector_env.num_envs
     started = time.perf_counter()
     active = np.arange(width) < n
@@ -193,7 +219,6 @@ def _play_round(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seed
         step_actions = np.array([int(actions[i]) if i < n else 0 for i in range(width)])
         batched, rewards, terminated, truncated, infos = vector_env.step(step_actions)
         stepped = list(iterate(vector_env.observation_space, batched))
-        worker_ids = getattr(vector_env, "worker_ids", range(width))
         ended = np.zeros(width, dtype=np.bool_)
         for i in range(n):
             if not running[i]:
@@ -211,16 +236,84 @@ def _play_round(vector_env: VectorEnv, agent: BatchAgent, first_index: int, seed
     return episodes
 
 
-class VectorWorkers:
-    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played in lockstep rounds."""
+class WorkerDiedError(SearchError):
+    """An `async` worker process died twice in one round; the message is one line naming it."""
 
-    def __init__(self, vector_env: VectorEnv) -> None:
-        self.vector_env = vector_env
+
+def _dead_workers(vector_env: VectorEnv, wait: float = 5.0) -> list[tuple[int, int | None]]:
+    """(slot, exit code) of each worker process of an `AsyncVectorEnv` that has died, waiting up
+    to `wait` seconds for one (its pipe closes a moment before its exit can be collected)."""
+    processes = getattr(vector_env, "processes", [])
+    deadline = time.monotonic() + wait
+    while True:
+        dead = [(i, process.exitcode) for i, process in enumerate(processes) if not process.is_alive()]
+        if dead or not processes or time.monotonic() > deadline:
+            return dead
+        time.sleep(0.01)
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        return f"killed by {name}" + (" (the out-of-memory killer sends it)" if name == "SIGKILL" else "")
+    return f"exit code {exitcode}"
+
+
+class VectorWorkers:
+    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played in lockstep rounds.
+
+    An `async` worker whose process dies (killed, out of memory) costs one replay: the workers are
+    started again, the round's episodes replayed on them (the same seeds, the same actions) and
+    played on; the dead slot's worker gets a new id. A second death in the same round stops the
+    search with `WorkerDiedError`. (Ray replaces its actors itself, see `ray_backend.py`.)
+    """
+
+    def __init__(self, start: Callable[[], VectorEnv]) -> None:
+        self._start = start
+        self.vector_env = start()
+        self.worker_ids = list(range(self.vector_env.num_envs))
+        self._records: list[Mapping[str, Any]] = []  # what a replacement worker's cache must learn again
 
     def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-        return play_vector_batch(self.vector_env, agent, first_index, seeds)
+        """`len(seeds)` episodes in rounds of `num_workers`, episode `first_index + k` reset with `seeds[k]`."""
+        episodes: list[Episode] = []
+        for start in range(0, len(seeds), self.vector_env.num_envs):
+            episodes += self._play_round(agent, first_index + start, seeds[start : start + self.vector_env.num_envs])
+        return episodes
+
+    def _play_round(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
+        scripted, replayed = ScriptedAgent(agent), False
+        while True:
+            try:
+                return play_round(self.vector_env, scripted, first_index, seeds, getattr(self.vector_env, "worker_ids", self.worker_ids))
+            except (EOFError, ConnectionError) as err:
+                dead = _dead_workers(self.vector_env)
+                if not dead:
+                    raise
+                names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
+                episodes = f"episodes {first_index}-{first_index + len(seeds) - 1}"
+                if replayed:
+                    raise WorkerDiedError(f"{names} died while replaying {episodes}; the search stopped (resume it with --ckpt_path last)") from err
+                log.warning("%s died playing %s; starting new workers and replaying them", names, episodes)
+                self._replace(dead)
+                scripted.rewind()
+                replayed = True
+
+    def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
+        for process in self.vector_env.processes:  # the others are stopped first, so none reports the broken pipes
+            process.kill()
+            process.join()
+        # the vector env waits on the dead pipe; gymnasium resets this state itself after a worker error
+        self.vector_env._state = AsyncState.DEFAULT
+        self.vector_env.close(terminate=True)
+        self.vector_env = self._start()
+        for i, _ in dead:
+            self.worker_ids[i] = max(self.worker_ids) + 1
+        if self._records:
+            self.vector_env.call("remember", self._records)
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
+        self._records += records
         self.vector_env.call("remember", records)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from nasprune.child.data import ChildDataModule, DigitsDataModule
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
-from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.pipeline import ChildTraining, check_trainer_settings, evaluate_design
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
@@ -61,6 +61,7 @@ class NasPruneEnv(gym.Env):
             raise err.under("search_space") from None
         try:
             self.training = ChildTraining.from_config(training)
+            check_trainer_settings(self.training)
         except ConfigError as err:
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)

@@ -15,13 +15,25 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
 
 from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
-from nasprune.config import ConfigError, resolve_config_path
+from nasprune.config import ConfigError, SearchError, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
+from nasprune.files import AtomicCheckpointIO, atomic_write
+
+
+class RunConfig(SaveConfigCallback):
+    """`config.yaml` in the run directory, written atomically: `nasprune export` and `report` rebuild the run from it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        atomic_write(Path(trainer.log_dir or trainer.default_root_dir) / self.config_filename, self.parser.dump(self.config, skip_none=False))
 
 
 class NasPruneCLI(LightningCLI):
@@ -54,11 +66,13 @@ class NasPruneCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Two departures from Lightning's defaults.
+        """Three departures from Lightning's defaults.
 
         A resumed run writes into the directory of the run it resumes, not a new `version_N`: its
-        history, checkpoints and TensorBoard curves continue in one place. And Lightning's bar
-        counts batches (updates); a search shows episodes, unless bars are off or the user chose one.
+        history, checkpoints and TensorBoard curves continue in one place. Checkpoints are written
+        atomically beside their destination (`AtomicCheckpointIO`), unless the user chose a
+        checkpoint plugin. And Lightning's bar counts batches (updates); a search shows episodes,
+        unless bars are off or the user chose one.
         """
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         ckpt_path, trainer_config = config.get("ckpt_path"), config.get("trainer", {})
@@ -66,6 +80,10 @@ class NasPruneCLI(LightningCLI):
             run_dir = resumed_run_dir(str(ckpt_path), Path(trainer_config.get("default_root_dir") or os.getcwd()))
             if run_dir is not None:
                 kwargs["logger"] = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+        plugins = trainer_config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            kwargs.setdefault("plugins", [*plugins, AtomicCheckpointIO()])
         callbacks = trainer_config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(cb, ProgressBar) for cb in callbacks):
@@ -76,8 +94,7 @@ class NasPruneCLI(LightningCLI):
         """`command.txt` in the run directory: how to make this run again (`nasprune report` quotes it)."""
         if self.command and self.trainer.is_global_zero:
             run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "command.txt").write_text(shlex.join(["nasprune", *self.command]) + "\n", encoding="utf-8")
+            atomic_write(run_dir / "command.txt", shlex.join(["nasprune", *self.command]) + "\n")
 
     def after_fit(self) -> None:
         """Close W&B runs here, not at interpreter exit: the next search in this process gets its own run."""
@@ -137,6 +154,7 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
         subclass_mode_model=True,
         command=args,
         args=_resolve_configs(args),
+        save_config_callback=RunConfig,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "nasprune"},
     )
@@ -186,6 +204,9 @@ def main(args: Sequence[str] | None = None) -> None:
     except (ConfigError, HistoryError) as err:
         Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(2) from None
+    except SearchError as err:
+        Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
+        raise SystemExit(1) from None
     history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
     if history is not None and history.history_path is not None:
         console.print(f"history: {history.history_path}", markup=False, highlight=False)

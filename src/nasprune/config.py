@@ -29,6 +29,11 @@ class ConfigError(ValueError):
         return ConfigError(f"{prefix}.{self.key}", self.detail)
 
 
+class SearchError(RuntimeError):
+    """A search that cannot go on (not a child's failure: those earn a penalty). The message is
+    one line that says what happened and what to do."""
+
+
 def import_object(path: str, key: str) -> Any:
     """Import `package.module.Name` (or `package.module:Name`)."""
     module_name, sep, attr = path.replace(":", ".").rpartition(".")

@@ -32,6 +32,7 @@ from nasprune.callbacks.history import read_history
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
 from nasprune.child.metrics import measure_latency
 from nasprune.config import ConfigError
+from nasprune.files import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -149,33 +150,33 @@ def export_design(
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     result = evaluate_design(design, datamodule, training, stem_width, seed)
     net = result.model.cpu().eval()
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
-    save_checkpoint(net, out_dir / "model.ckpt", shape, classes, stem_width)
-    save_torchscript(net, out_dir / "model.ts", shape)
-    files = ["design.json", "model.ckpt", "model.ts"]
-    if onnx_available():
-        save_onnx(net, out_dir / "model.onnx", shape)
-        files.append("model.onnx")
-    metrics = {
-        "design_str": str(design),
-        "architecture": str(pruned_architecture(net)),
-        "episode": record.get("episode"),
-        "search_reward": record.get("reward"),
-        "test_accuracy": held_out_accuracy(net, datamodule, classes),
-        "val_accuracy": result.accuracy,
-        "val_accuracy_unpruned": result.accuracy_unpruned,
-        "params": count_params(net),
-        "flops": count_flops(net, shape),
-        "latency_ms": measure_latency(net, shape, batch_size=1, warmup=5, repeats=50),
-        "latency_device": "cpu, batch 1, median of 50",
-        "input_shape": list(shape),
-        "final_training": dataclasses.asdict(training),
-        "seed": seed,
-        "files": files,
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    # the folder appears complete or not at all: a kill during the export leaves no partial export
+    with atomic_directory(out_dir) as staging:
+        (staging / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
+        save_checkpoint(net, staging / "model.ckpt", shape, classes, stem_width)
+        save_torchscript(net, staging / "model.ts", shape)
+        files = ["design.json", "model.ckpt", "model.ts"]
+        if onnx_available():
+            save_onnx(net, staging / "model.onnx", shape)
+            files.append("model.onnx")
+        metrics = {
+            "design_str": str(design),
+            "architecture": str(pruned_architecture(net)),
+            "episode": record.get("episode"),
+            "search_reward": record.get("reward"),
+            "test_accuracy": held_out_accuracy(net, datamodule, classes),
+            "val_accuracy": result.accuracy,
+            "val_accuracy_unpruned": result.accuracy_unpruned,
+            "params": count_params(net),
+            "flops": count_flops(net, shape),
+            "latency_ms": measure_latency(net, shape, batch_size=1, warmup=5, repeats=50),
+            "latency_device": "cpu, batch 1, median of 50",
+            "input_shape": list(shape),
+            "final_training": dataclasses.asdict(training),
+            "seed": seed,
+            "files": files,
+        }
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
 
 
