@@ -67,7 +67,7 @@ import os, signal
 real_sendfile, real_replace = os.sendfile, os.replace
 saves = []
 def sendfile(out_fd, in_fd, offset, count):
-    real_sendfile(out_fd, in_fd, offset, max(1, count // 2))
+    real_sendfile(out_fd, in_fd, offset, max(1, os.fstat(in_fd).st_size // 2))
     os.kill(os.getpid(), signal.SIGKILL)
 def replace(src, dst, *args, **kwargs):
     if str(dst).endswith("last.ckpt"):
