@@ -5,10 +5,13 @@ lost, one line naming the key or the file, the documented exit code."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,3 +254,343 @@ def test_a_nasbench201_table_with_a_repeated_index_is_refused(tmp_path: Path) ->
     with pytest.raises(ConfigError) as err:
         gym.make("nasprune/NasBench201-v0", table=str(table))
     assert err.value.key == "table" and "row 3 (line 4), column 'index': '0' repeats row 1" in err.value.detail
+
+
+# ---- 2, 3, 13. resuming what is there, and only that ---------------------------------------------
+
+
+def refusal(capsys: pytest.CaptureFixture, args: list[str], code: int = 2) -> str:
+    """Run `main(args)` in this process; it must exit with `code` and one `nasprune: error:` line."""
+    from nasprune.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    (line,) = error_lines(err)
+    assert "Traceback" not in err
+    return line
+
+
+def test_resuming_a_run_that_has_no_checkpoint_yet_is_refused_not_restarted(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=2", "--checkpoint.every_n_train_steps=50"))
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists()
+    line = refusal(capsys, tabular(repo, table, tmp_path, "--trainer.max_steps=4", "--ckpt_path=last"))
+    assert line.startswith("nasprune: error: ckpt_path: ") and f"{run_dir} holds 32 episodes but no checkpoint" in line
+    assert "without --ckpt_path" in line
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]  # no new run started
+    line = refusal(capsys, tabular(repo, table, tmp_path / "empty", "--ckpt_path=last"))
+    assert line.startswith("nasprune: error: ckpt_path: nothing to resume under ")
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [("empty", "is empty"), ("truncate", "cannot be read"), ("directory", "is not a file"), ("missing", "does not exist")],
+)
+def test_an_unreadable_checkpoint_is_one_line_naming_the_file(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, what: str) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=1"))
+    checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    data = checkpoint.read_bytes()
+    if damage == "empty":
+        checkpoint.write_bytes(b"")
+    elif damage == "truncate":
+        checkpoint.write_bytes(data[: len(data) // 2])
+    elif damage == "directory":
+        checkpoint.unlink()
+        checkpoint.mkdir()
+    else:
+        checkpoint.unlink()
+    given = str(checkpoint) if damage != "missing" else str(checkpoint.with_name("nowhere.ckpt"))
+    line = refusal(capsys, tabular(repo, table, tmp_path, "--trainer.max_steps=2", f"--ckpt_path={given}"))
+    assert line.startswith(f"nasprune: error: ckpt_path: {given} {what}")
+
+
+def test_a_resume_whose_budget_is_spent_says_so(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    args = tabular(repo, table, tmp_path, "--trainer.max_steps=2")
+    main(args)
+    capsys.readouterr()
+    main([*args, "--ckpt_path=last"])
+    out = capsys.readouterr().out
+    assert f"nothing to resume: the run's budget (trainer.max_steps 2) is spent: {tmp_path / 'lightning_logs' / 'version_0'}" in out
+    commands = (tmp_path / "lightning_logs" / "version_0" / "command.txt").read_text().splitlines()
+    assert len(commands) == 2 and "--ckpt_path=last" not in commands[0] and commands[1].endswith("--ckpt_path=last")
+
+
+def test_no_episode_no_best_file_is_printed(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+
+    main(tabular(repo, write_table(tmp_path / "nb201.csv"), tmp_path, "--trainer.max_steps=0"))
+    out = capsys.readouterr().out
+    assert "best.json" not in out and not (tmp_path / "lightning_logs" / "version_0" / "best.json").exists()
+
+
+KILL_DURING_EXPORT = """
+import os, signal
+import nasprune.export
+def save_torchscript(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+nasprune.export.save_torchscript = save_torchscript
+"""
+
+
+@pytest.mark.slow
+def test_a_search_killed_during_its_final_export_is_exported_by_the_resume(repo: Path, tmp_path: Path, tiny_env_kwargs: dict) -> None:
+    config = yaml.safe_load((repo / "configs" / "digits.yaml").read_text())
+    config["data"]["env_kwargs"].update(tiny_env_kwargs)
+    config["data"]["episodes_per_update"] = 2
+    config["trainer"]["max_steps"] = 2
+    config["export"]["final_training"] = {"epochs": 1, "finetune_epochs": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    args = ["fit", "-c", str(tmp_path / "c.yaml"), f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    killed = nasprune(args, prelude=KILL_DURING_EXPORT)
+    assert killed.returncode == -9
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    assert not (run_dir / "export").exists()  # an export is whole or absent
+    resumed = nasprune([*args, "--ckpt_path=last"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "finishing the export the stopped run had begun" in resumed.stdout
+    metrics = json_file(run_dir / "export" / "metrics.json")
+    best = max((h for h in read_history(run_dir / "history.jsonl") if "error" not in h), key=lambda h: h["reward"])
+    assert metrics["episode"] == best["episode"] and sorted(metrics["files"])[:3] == ["design.json", "model.ckpt", "model.ts"]
+
+
+def json_file(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+# ---- 4. one search per run directory -----------------------------------------------------------
+
+# Both searches pick the same version_N, as on a slow shared filesystem: the choice waits a while.
+SLOW_VERSION_CHOICE = """
+import time
+from lightning_fabric.loggers.tensorboard import TensorBoardLogger
+real = TensorBoardLogger._get_next_version
+def slow(self):
+    version = real(self)
+    time.sleep(4)
+    return version
+TensorBoardLogger._get_next_version = slow
+"""
+
+
+def test_two_searches_started_at_once_in_one_directory_one_is_refused(repo: Path, tmp_path: Path) -> None:
+    table = write_table(tmp_path / "nb201.csv")
+    script = f"import sys\n{SLOW_VERSION_CHOICE}\nfrom nasprune.cli import main\nmain(sys.argv[1:])\n"
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, *tabular(repo, table, tmp_path, "--trainer.max_steps=30", f"--seed_everything={seed}")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for seed in (1, 2)
+    ]
+    outcomes = [(process.wait(timeout=300), process.stderr.read()) for process in runs]
+    assert sorted(code for code, _ in outcomes) == [0, 2], outcomes
+    winner = [code for code, _ in outcomes].index(0)
+    (line,) = error_lines(outcomes[1 - winner][1])
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    assert line.startswith(f"nasprune: error: trainer.default_root_dir: {run_dir} is in use by another search (pid {runs[winner].pid} on ")
+    assert f"--seed_everything={winner + 1}" in (run_dir / "command.txt").read_text()  # the winner's files are the winner's
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed_everything"] == winner + 1
+    assert len(read_history(run_dir / "history.jsonl")) == 30 * 16
+
+
+def test_a_resume_of_a_run_in_progress_is_refused(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+    from nasprune.lock import RunLock
+
+    table = write_table(tmp_path / "nb201.csv")
+    args = tabular(repo, table, tmp_path, "--trainer.max_steps=1")
+    main(args)
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    history = (run_dir / "history.jsonl").read_bytes()
+    held = RunLock.acquire(run_dir)  # as the search still running there would
+    try:
+        line = refusal(capsys, [*args[:-1], "--trainer.max_steps=3", "--ckpt_path=last"])
+    finally:
+        held.release()
+    assert line.startswith(f"nasprune: error: trainer.default_root_dir: {run_dir} is in use by another search (pid {os.getpid()} on ")
+    assert (run_dir / "history.jsonl").read_bytes() == history
+
+
+# ---- 7. stopped by a signal ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_search_stopped_by_a_signal_says_so_and_exits_as_shells_do(repo: Path, tmp_path: Path, signum: int, code: int) -> None:
+    table = write_table(tmp_path / "nb201.csv")
+    args = tabular(repo, table, tmp_path, "--trainer.max_steps=400", "--data.episodes_per_update=4", "--data.num_envs=1", "--checkpoint.every_n_train_steps=1")
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    process = subprocess.Popen([sys.executable, "-m", "nasprune", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.poll() is not None else "no checkpoint in time"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    assert process.wait(timeout=120) == code
+    err = process.stderr.read()
+    (line,) = [line for line in err.splitlines() if line.startswith("nasprune: stopped")]
+    found = re.fullmatch(rf"nasprune: stopped by {signal.Signals(signum).name} at episode (\d+) of 1600; resume with --ckpt_path last", line)
+    assert found is not None, line
+    assert "Traceback" not in err
+    resumed = nasprune([*args, "--ckpt_path=last"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert [h["episode"] for h in read_history(run_dir / "history.jsonl")] == list(range(1600))
+
+
+# ---- 9, 10, 11. one line, not a traceback --------------------------------------------------------
+
+
+def yaml_config(tmp_path: Path, repo: Path, name: str, edit: dict) -> Path:
+    """configs/NAME.yaml with `edit` ({"dotted.key": value}) applied, written to tmp_path."""
+    config = yaml.safe_load((repo / "configs" / name).read_text())
+    for dotted, value in edit.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    path = tmp_path / f"edited-{len(list(tmp_path.glob('edited-*')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("config", "edit", "key"),
+    [
+        ("digits.yaml", {"data.env_kwargs.failure_reward": "bad"}, "data.env_kwargs.failure_reward"),
+        ("digits.yaml", {"data.env_kwargs.search_space.prune_ratios": [0.0, "half"]}, "data.env_kwargs.search_space.prune_ratios"),
+        ("digits.yaml", {"data.max_episode_steps": 0}, "data.max_episode_steps"),
+        ("digits.yaml", {"trainer.max_steps": -5}, "trainer.max_steps"),
+        ("digits.yaml", {"model.init_args.hidden_size": 0}, "model.init_args.hidden_size"),
+        ("digits.yaml", {"model.init_args.lr": -1}, "model.init_args.lr"),
+        ("digits.yaml", {"model.init_args.temperature": 0}, "model.init_args.temperature"),
+        ("digits.yaml", {"data.env_kwargs.datamodule": {"class_path": "nasprune.child.DigitsDataModule", "init_args": {"batch_size": 0}}}, "data.env_kwargs.datamodule.init_args.batch_size"),
+        ("digits.yaml", {"data.env_kwargs.reward": {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "watts"}}}, "data.env_kwargs.reward.init_args.cost"),
+        ("digits.yaml", {"data.env_kwargs.training.lr": "fast"}, "data.env_kwargs.training.lr"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_its_key(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture, config: str, edit: dict, key: str) -> None:
+    path = yaml_config(tmp_path, repo, config, edit)
+    line = refusal(capsys, ["fit", "-c", str(path), f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert line.startswith(f"nasprune: error: {key}: "), line
+    assert not (tmp_path / "lightning_logs").exists()  # refused before any search
+
+
+def test_an_env_module_that_raises_is_one_line(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "broken_env_module.py").write_text("raise RuntimeError('the module is broken')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        line = refusal(capsys, ["fit", "-c", str(repo / "configs" / "cartpole.yaml"), "--data.env_id=broken_env_module:Broken-v0", f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert line.startswith("nasprune: error: data.env_id: ") and "RuntimeError: the module is broken" in line
+
+
+def test_a_binary_or_broken_config_file_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    line = refusal(capsys, ["fit", "-c", str(binary)])
+    assert str(binary) in line
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("trainer:\n  max_steps: [1, 2\n")
+    line = refusal(capsys, ["fit", "-c", str(broken)])
+    assert str(broken) in line
+
+
+def test_a_parser_error_is_one_line_without_the_usage(capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--no_such_option=1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("nasprune: error: ") and "no_such_option" in err
+
+
+def test_help_lists_the_commands_that_work(capsys: pytest.CaptureFixture) -> None:
+    from nasprune.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "export", "report"):
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), out
+    for command in ("validate", "test", "predict"):
+        assert not re.search(rf"^\s+{command}\s", out, re.MULTILINE), out
+
+
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_the_history_survives(repo: Path, tmp_path: Path) -> None:
+    table = write_table(tmp_path / "nb201.csv")
+    small = tmp_path / "small"
+    small.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        full = nasprune(tabular(repo, table, small, "--trainer.max_steps=300", "--checkpoint.every_n_train_steps=1"))
+        assert full.returncode == 1, full.stderr[-2000:]
+        (line,) = error_lines(full.stderr)
+        assert "Traceback" not in full.stderr
+        assert "no space left on device" in line and "resume with --ckpt_path last" in line
+        history = read_history(small / "lightning_logs" / "version_0" / "history.jsonl")  # readable: at most a torn last line
+        assert [h["episode"] for h in history] == list(range(len(history))) and history
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+# ---- 12. resume checks that say what they found --------------------------------------------------
+
+
+def test_a_resume_with_a_relative_path_to_the_same_table_is_accepted(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=1"))
+    monkeypatch.chdir(tmp_path)
+    main(tabular(repo, Path("nb201.csv"), tmp_path, "--trainer.max_steps=2", "--ckpt_path=last"))
+    assert len(read_history(tmp_path / "lightning_logs" / "version_0" / "history.jsonl")) == 32
+
+
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_truncated_or_deleted_history_is_called_so(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=2"))
+    history = tmp_path / "lightning_logs" / "version_0" / "history.jsonl"
+    if damage == "truncated":
+        history.write_text("".join(history.read_text().splitlines(keepends=True)[:5]))
+    else:
+        history.unlink()
+    line = refusal(capsys, tabular(repo, table, tmp_path, "--trainer.max_steps=3", "--ckpt_path=last"))
+    expected = "holds 5 episodes, but the checkpoint counts 32: it was truncated" if damage == "truncated" else "is missing, but the checkpoint counts 32 episodes"
+    assert line.startswith(f"nasprune: error: ckpt_path: {history} {expected}"), line
+
+
+def test_a_corrupt_line_in_the_part_a_resume_replays_does_not_block_it(repo: Path, tmp_path: Path) -> None:
+    from nasprune.cli import main
+
+    table = write_table(tmp_path / "nb201.csv")
+    main(tabular(repo, table, tmp_path / "whole", "--trainer.max_steps=3"))
+    whole = read_history(tmp_path / "whole" / "lightning_logs" / "version_0" / "history.jsonl")
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=2"))
+    history = tmp_path / "lightning_logs" / "version_0" / "history.jsonl"
+    with history.open("a") as handle:  # episodes after the checkpoint, one of them garbled (a disk error, an editor)
+        handle.write('{"episode": 32, "rew\x00\x00\n' + '{"episode": 33}\n')
+    main(tabular(repo, table, tmp_path, "--trainer.max_steps=3", "--ckpt_path=last"))
+    strip = lambda records: [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in records]  # noqa: E731
+    assert strip(read_history(history)) == strip(whole)
