@@ -4,7 +4,7 @@ from nasprune.callbacks.child_curves import ChildCurves
 from nasprune.callbacks.episode_metrics import EpisodeMetrics
 from nasprune.callbacks.export import ExportBest
 from nasprune.callbacks.hparams import HparamsMetric
-from nasprune.callbacks.history import HistoryError, HistoryWriter, episode_record, read_history, run_identity
+from nasprune.callbacks.history import HistoryWriter, run_identity
 from nasprune.callbacks.pareto import ParetoPlot
 from nasprune.callbacks.progress import SearchProgressBar
 from nasprune.callbacks.top_k import TopKTable
@@ -13,13 +13,10 @@ __all__ = [
     "ChildCurves",
     "EpisodeMetrics",
     "ExportBest",
-    "HistoryError",
     "HistoryWriter",
     "HparamsMetric",
     "ParetoPlot",
     "SearchProgressBar",
     "TopKTable",
-    "episode_record",
-    "read_history",
     "run_identity",
 ]

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.callbacks.episode_metrics import log_scalars
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 class ChildCurves(pl.Callback):

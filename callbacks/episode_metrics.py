@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 def log_scalars(logger: Logger, metrics: dict[str, float], step: int) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import episode_record
 from nasprune.child import ChildTraining
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.export import export_design, final_training
+from nasprune.records import Record, is_evaluated
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ExportBest(pl.Callback):
             raise err.under("export.final_training") from None
         self.seed = seed
         self.directory = directory
-        self.best: dict[str, Any] | None = None
+        self.best: Record | None = None
         self.export_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
 
@@ -48,9 +48,8 @@ class ExportBest(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
         for episode in batch:
-            if "design" in episode.info and "error" not in episode.info:
-                if self.best is None or episode.total_reward > self.best["reward"]:
-                    self.best = episode_record(episode, trainer.global_step - 1)
+            if is_evaluated(episode.record) and (self.best is None or episode.total_reward > self.best["reward"]):
+                self.best = episode.record
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

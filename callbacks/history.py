@@ -15,7 +15,6 @@ does not match the checkpoint, or a config that does not match the run, is refus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,84 +23,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pytorch_lightning as pl
 
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 from nasprune.files import atomic_write
+from nasprune.records import Record, best_of, digest, read_lines
 
 log = logging.getLogger(__name__)
-
-
-class HistoryError(ValueError):
-    """A history file that cannot be read (a corrupt line other than a torn last one)."""
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def episode_record(episode: Episode, update: int) -> dict[str, Any]:
-    """One history line: the env's final `info` plus the episode's index, return, actions and time."""
-    return {
-        **_jsonable(episode.info),
-        "episode": episode.index,
-        "update": update,
-        "reward": episode.total_reward,
-        "length": len(episode),
-        "actions": [int(a) for a in episode.actions],
-        "seconds": episode.seconds,
-        "worker": episode.worker,
-    }
-
-
-def _read_lines(path: Path) -> tuple[list[str], bool]:
-    """The complete JSON lines of `path` and whether the file ended cleanly.
-
-    A torn last line (the process was killed while appending it) is dropped with a warning; a
-    line that is not JSON anywhere else is corruption, reported as `HistoryError` naming it.
-    """
-    if not path.exists():
-        return [], True
-    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-    tail = lines.pop()  # "" when the file ends with a newline, else the unterminated last line
-    clean = not tail
-    if tail:
-        try:
-            if isinstance(json.loads(tail), dict):
-                lines.append(tail)  # complete: only its newline was lost
-        except json.JSONDecodeError:
-            log.warning("%s: skipping a torn last line (%d bytes; the run was stopped while writing it)", path, len(tail.encode("utf-8")))
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise HistoryError(f"{path}: line {number} is not JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise HistoryError(f"{path}: line {number} is not a JSON object")
-    return lines, clean
-
-
-def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a `history.jsonl`, in order. Never fails on a torn last line (it is skipped
-    with a warning); raises `HistoryError` naming the line for corruption anywhere else."""
-    return [json.loads(line) for line in _read_lines(Path(path))[0]]
-
-
-def _digest(lines: list[str]) -> str:
-    digest = hashlib.sha256()
-    for line in lines:
-        digest.update(line.encode("utf-8") + b"\n")
-    return digest.hexdigest()
 
 
 def _first_difference(old: Any, new: Any, key: str) -> tuple[str, Any, Any] | None:
@@ -152,13 +81,12 @@ class HistoryWriter(pl.Callback):
         self.fsync_interval = fsync_interval
         self.history_path: Path | None = None
         self.best_path: Path | None = None
-        self.best: dict[str, Any] | None = None
+        self.best: Record | None = None
         self.episodes = 0  # lines in the history file
-        self._digest = hashlib.sha256()
+        self._digest = digest([])
         self._identity: dict[str, Any] | None = None
         self._restored: dict[str, Any] | None = None
         self._handle: IO[str] | None = None
-        self._trainer: pl.Trainer | None = None
         self._last_fsync = float("-inf")
         self._unsynced = False
 
@@ -168,13 +96,7 @@ class HistoryWriter(pl.Callback):
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.history_path = run_dir / self.history_file
         self.best_path = run_dir / self.best_file
-        self._trainer = trainer
         self._identity = run_identity(trainer, pl_module)
-        listeners = getattr(trainer.datamodule, "episode_listeners", None)
-        if listeners is None:
-            raise ConfigError("data", f"{type(trainer.datamodule).__name__} does not report finished episodes (needs `episode_listeners`)")
-        if trainer.global_rank == 0 and self._write not in listeners:
-            listeners.append(self._write)
 
     def state_dict(self) -> dict[str, Any]:
         return {"episodes": self.episodes, "digest": self._digest.hexdigest(), "identity": self._identity, "best": self.best}
@@ -186,7 +108,7 @@ class HistoryWriter(pl.Callback):
         if trainer.global_rank != 0:
             return
         if self._restored is None:
-            existing, _ = _read_lines(self.history_path)
+            existing, _ = read_lines(self.history_path)
             if existing:
                 raise ConfigError(
                     "ckpt_path",
@@ -209,11 +131,11 @@ class HistoryWriter(pl.Callback):
                 "one history never mixes two searches: resume with the original setting or start a new run",
             )
         counted = int(state["episodes"])
-        lines, clean = _read_lines(self.history_path)
+        lines, clean = read_lines(self.history_path)
         if len(lines) < counted:
             raise ConfigError("ckpt_path", f"{self.history_path} holds {len(lines)} episodes, but the checkpoint counts {counted}: it is not this run's history")
         kept = lines[:counted]
-        if _digest(kept) != state["digest"]:
+        if digest(kept).hexdigest() != state["digest"]:
             raise ConfigError("ckpt_path", f"{self.history_path}: its first {counted} episodes are not the ones the checkpoint counted (another run's history?)")
         records = [json.loads(line) for line in lines]
         if len(lines) > counted or not clean:
@@ -221,10 +143,8 @@ class HistoryWriter(pl.Callback):
                 log.info("resuming at episode %d: %d later episodes were never counted by a checkpoint; they are replayed (their evaluations are cached)", counted, len(lines) - counted)
             self._rewrite(kept)
         self.episodes = counted
-        self._digest = hashlib.sha256()
-        for line in kept:
-            self._digest.update(line.encode("utf-8") + b"\n")
-        self.best = max(records[:counted], key=lambda r: r["reward"]) if counted else None
+        self._digest = digest(kept)
+        self.best = best_of(records[:counted])
         if self.best is not None:
             self._write_best(self.best)
         elif self.best_path.exists():
@@ -239,8 +159,11 @@ class HistoryWriter(pl.Callback):
 
     # ---- writing ----
 
-    def _write(self, episode: Episode) -> None:
-        record = episode_record(episode, self._trainer.global_step)
+    def on_episode_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, episode: Episode) -> None:
+        """Append the episode the moment it ends, before the update that learns from it."""
+        if trainer.global_rank != 0:
+            return
+        record = episode.record
         line = json.dumps(record)
         self._handle.write(line + "\n")
         self._handle.flush()
@@ -253,7 +176,7 @@ class HistoryWriter(pl.Callback):
             self.best = record
             self._write_best(record)
 
-    def _write_best(self, record: dict[str, Any]) -> None:
+    def _write_best(self, record: Record) -> None:
         atomic_write(self.best_path, json.dumps(record, indent=2) + "\n")
 
     def _fsync(self) -> None:
@@ -274,8 +197,5 @@ class HistoryWriter(pl.Callback):
             self._fsync()
             self._handle.close()
             self._handle = None
-        listeners = getattr(trainer.datamodule, "episode_listeners", [])
-        if self._write in listeners:
-            listeners.remove(self._write)
 
 

@@ -7,30 +7,20 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 class HparamsMetric(pl.Callback):
-    """Sets `hp_metric` to the best episode reward so far, after every update.
+    """Sets `hp_metric` to the best episode reward so far (the strategy's `reward_best`), after every update.
 
     Lightning logs the hyperparameters (the strategy's and the episode data's) once, at the start,
     with `hp_metric` as their metric; TensorBoard's hparams view shows that scalar's last value,
     so at the end of a run it is the final best reward, and during one the best so far.
     """
 
-    def __init__(self) -> None:
-        self.best = float("-inf")
-
     @rank_zero_only
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
-        self.best = max([self.best, *(episode.total_reward for episode in batch)])
         for logger in trainer.loggers:
-            logger.log_metrics({"hp_metric": self.best}, step=trainer.global_step - 1)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
-        self.best = float(state_dict["best"])
+            logger.log_metrics({"hp_metric": pl_module.reward_best.item()}, step=batch[-1].update)

@@ -10,7 +10,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 def episode_budget(trainer: pl.Trainer) -> int | None:
@@ -35,7 +35,6 @@ class SearchProgressBar(ProgressBar):
         self.refresh_per_second = refresh_per_second
         self.console = console
         self._enabled = True
-        self.best = -math.inf
         self.progress: Progress | None = None
         self.task: TaskID | None = None
 
@@ -65,7 +64,7 @@ class SearchProgressBar(ProgressBar):
         )
         per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update", 0)
         self.task = self.progress.add_task(
-            "search", total=episode_budget(trainer), completed=trainer.global_step * per_update, best=self._best_text()
+            "search", total=episode_budget(trainer), completed=trainer.global_step * per_update, best=self._best_text(pl_module)
         )
         self.progress.start()
 
@@ -74,8 +73,7 @@ class SearchProgressBar(ProgressBar):
     ) -> None:
         if self.progress is None:
             return
-        self.best = max([self.best, *(episode.total_reward for episode in batch)])
-        self.progress.update(self.task, advance=len(batch), best=self._best_text())
+        self.progress.update(self.task, advance=len(batch), best=self._best_text(pl_module))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop()
@@ -83,8 +81,11 @@ class SearchProgressBar(ProgressBar):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._stop()
 
-    def _best_text(self) -> str:
-        return "–" if self.best == -math.inf else f"{self.best:.4f}"
+    @staticmethod
+    def _best_text(pl_module: pl.LightningModule) -> str:
+        """The strategy's best reward so far (it owns that number; restored on resume)."""
+        best = pl_module.reward_best.item()
+        return "–" if best == -math.inf else f"{best:.4f}"
 
     def _stop(self) -> None:
         if self.progress is not None:

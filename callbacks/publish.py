@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import episode_record
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
+from nasprune.records import Record
 
 
 class PeriodicPublisher(pl.Callback):
@@ -27,23 +27,22 @@ class PeriodicPublisher(pl.Callback):
         if every_n_updates < 1:
             raise ConfigError(f"{key}.every_n_updates", f"must be a positive integer, got {every_n_updates!r}")
         self.every_n_updates = every_n_updates
-        self.records: list[dict[str, Any]] = []
+        self.records: list[Record] = []
         self._logged_update = -1
 
     @rank_zero_only
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
-        update = trainer.global_step - 1
-        self.records += [episode_record(episode, update) for episode in batch]
+        update = batch[-1].update
+        self.records += [episode.record for episode in batch]
         if (update + 1) % self.every_n_updates == 0:
             self._publish(trainer, update)
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        update = trainer.global_step - 1
-        if self.records and update != self._logged_update:
-            self._publish(trainer, update)
+        if self.records and self.records[-1]["update"] != self._logged_update:
+            self._publish(trainer, self.records[-1]["update"])
 
     @abstractmethod
     def _publish(self, trainer: pl.Trainer, update: int) -> None:

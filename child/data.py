@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision import datasets
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, NonNegativeInt, OpenUnitInterval, PositiveInt
 
 
 class ChildDataModule(pl.LightningDataModule):
@@ -32,13 +32,8 @@ class ChildDataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     num_classes: int
 
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, num_workers: int = 0) -> None:
+    def __init__(self, batch_size: PositiveInt = 64, eval_batch_size: PositiveInt = 512, num_workers: NonNegativeInt = 0) -> None:
         super().__init__()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(key, f"must be a positive integer, got {value!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ConfigError("num_workers", f"must be a non-negative integer, got {num_workers!r}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -83,17 +78,14 @@ class DigitsDataModule(ChildDataModule):
 
     def __init__(
         self,
-        val_fraction: float = 0.2,
+        val_fraction: OpenUnitInterval = 0.2,
         split_seed: int = 0,
-        batch_size: int = 64,
-        test_fraction: float = 0.2,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
+        batch_size: PositiveInt = 64,
+        test_fraction: OpenUnitInterval = 0.2,
+        eval_batch_size: PositiveInt = 512,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
-        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < value < 1.0:
-                raise ConfigError(key, f"must be in (0, 1), got {value!r}")
         if val_fraction + test_fraction >= 0.9:
             raise ConfigError("test_fraction", f"val_fraction + test_fraction must leave ≥ 10% for training, got {test_fraction!r}")
         self.save_hyperparameters()
@@ -159,20 +151,15 @@ class TorchvisionDataModule(ChildDataModule):
         self,
         root: str = "data",
         download: bool = False,
-        val_fraction: float = 0.1,
+        val_fraction: OpenUnitInterval = 0.1,
         split_seed: int = 0,
-        batch_size: int = 64,
-        train_subset: int | None = None,
-        val_subset: int | None = None,
-        eval_batch_size: int = 512,
-        num_workers: int = 0,
+        batch_size: PositiveInt = 64,
+        train_subset: PositiveInt | None = None,
+        val_subset: PositiveInt | None = None,
+        eval_batch_size: PositiveInt = 512,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError("val_fraction", f"must be in (0, 1), got {val_fraction!r}")
-        for key, value in (("train_subset", train_subset), ("val_subset", val_subset)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(key, f"must be a positive integer or null, got {value!r}")
         self.save_hyperparameters()
 
     def prepare_data(self) -> None:

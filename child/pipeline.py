@@ -12,10 +12,11 @@ import dataclasses
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import islice
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -29,7 +30,7 @@ from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
-from nasprune.config import ConfigError
+from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveFraction, PositiveInt, UnitRatio
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
@@ -48,10 +49,10 @@ class ChildTraining:
     from the unpruned trained child. `latency_batch_size` turns on the measured CPU latency.
     """
 
-    epochs: int = 3
-    finetune_epochs: int = 1
-    lr: float = 0.01
-    finetune_lr: float = 0.003
+    epochs: NonNegativeInt = 3
+    finetune_epochs: NonNegativeInt = 1
+    lr: PositiveFloat = 0.01
+    finetune_lr: PositiveFloat = 0.003
     weight_decay: float = 0.0
     optimizer: str = "adam"
     momentum: float = 0.9
@@ -59,31 +60,20 @@ class ChildTraining:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
-    limit_train_batches: float | int = 1.0
+    limit_train_batches: PositiveInt | PositiveFraction = 1.0
     importance: str = "l2"
-    calibration_batches: int = 4
-    sparsity: float = 0.0
+    calibration_batches: PositiveInt = 4
+    sparsity: UnitRatio = 0.0
     sparsity_schedule: str = "oneshot"
-    agp_frequency: int = 1
-    distill_alpha: float = 0.0
-    distill_temperature: float = 4.0
-    latency_batch_size: int | None = None
-    latency_warmup: int = 3
-    latency_repeats: int = 10
+    agp_frequency: PositiveInt = 1
+    distill_alpha: ClosedUnitInterval = 0.0
+    distill_temperature: PositiveFloat = 4.0
+    latency_batch_size: PositiveInt | None = None
+    latency_warmup: NonNegativeInt = 3
+    latency_repeats: PositiveInt = 10
     log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "finetune_epochs"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(key, f"must be a non-negative integer, got {value!r}")
-        for key in ("calibration_batches", "agp_frequency", "latency_warmup", "latency_repeats"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value < (0 if key == "latency_warmup" else 1):
-                raise ConfigError(key, f"must be a {'non-negative' if key == 'latency_warmup' else 'positive'} integer, got {value!r}")
-        for key in ("lr", "finetune_lr", "distill_temperature"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(key, f"must be positive, got {getattr(self, key)!r}")
         choices = {
             "optimizer": OPTIMIZERS,
             "lr_scheduler": LR_SCHEDULERS,
@@ -93,26 +83,10 @@ class ChildTraining:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
-        if not 0.0 <= self.sparsity < 1.0:
-            raise ConfigError("sparsity", f"must be in [0, 1), got {self.sparsity!r}")
-        if not 0.0 <= self.distill_alpha <= 1.0:
-            raise ConfigError("distill_alpha", f"must be in [0, 1], got {self.distill_alpha!r}")
-        batches = self.limit_train_batches
-        if isinstance(batches, bool) or not (isinstance(batches, int) and batches >= 1 or isinstance(batches, float) and 0.0 < batches <= 1.0):
-            raise ConfigError("limit_train_batches", f"must be a positive number of batches or a fraction in (0, 1], got {batches!r} (0 would train no child)")
-        if self.latency_batch_size is not None and (not isinstance(self.latency_batch_size, int) or self.latency_batch_size < 1):
-            raise ConfigError("latency_batch_size", f"must be a positive integer or null, got {self.latency_batch_size!r}")
 
     @classmethod
-    def from_config(cls, config: dict | ChildTraining | None) -> ChildTraining:
-        if isinstance(config, ChildTraining):
-            return config
-        config = dict(config or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - allowed)
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown training key; allowed: {', '.join(sorted(allowed))}")
-        return cls(**config)
+    def from_config(cls, config: Mapping[str, Any] | ChildTraining | None) -> ChildTraining:
+        return config if isinstance(config, ChildTraining) else cls(**(config or {}))
 
 
 @dataclass(frozen=True)
@@ -310,58 +284,81 @@ def evaluate_design(
         datamodule.setup("fit")
         shape = datamodule.input_shape
         net = build_model(design, shape[0], datamodule.num_classes, stem_width, input_size=shape[1:])
-
-        start = time.perf_counter()
-        module = _module(net, datamodule, training, training.lr)
-        curves["train"], accuracy_unpruned, seconds["validate"] = _fit_and_validate(
-            module, datamodule, training, training.epochs
-        )
-        seconds["train"] = time.perf_counter() - start - seconds["validate"]
-        flops_unpruned, params_unpruned = count_flops(net, shape), count_params(net)
-        size_unpruned = model_size_bytes(net)
-
-        start = time.perf_counter()
-        teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None
-        calibration = None
-        if training.importance in GRADIENT_IMPORTANCES:
-            calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
-        prune_child(net, shape, training.importance, calibration)
-        callbacks: list[pl.Callback] = []
-        if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
-            apply_sparsity(net, training.sparsity)
-        elif training.sparsity > 0:
-            callbacks.append(AGPSparsity(training.sparsity, training.agp_frequency))
-        seconds["prune"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        module = _module(net, datamodule, training, training.finetune_lr, teacher)
-        curves["finetune"] = _fit(module, datamodule, training, training.finetune_epochs, callbacks)
-        make_permanent(net)
-        seconds["finetune"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        accuracy = _validate(module, datamodule, training)
-        flops, params = count_flops(net, shape), count_params(net)
-        zeros, weights = count_zeros(net)
-        size = model_size_bytes(net)
-        seconds["score"] = time.perf_counter() - start
-        latency = None
-        if training.latency_batch_size is not None:
-            start = time.perf_counter()
-            latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-            seconds["latency"] = time.perf_counter() - start
+        curves["train"], accuracy_unpruned = _train(net, datamodule, training, seconds)
+        unpruned = count_flops(net, shape), count_params(net), model_size_bytes(net)
+        teacher, sparsity_callbacks = _prune(net, datamodule, training, seconds)
+        curves["finetune"], module = _finetune(net, datamodule, training, teacher, sparsity_callbacks, seconds)
+        scores = _score(net, module, datamodule, training, seconds)
+    flops_unpruned, params_unpruned, size_unpruned = unpruned
     return EvalResult(
-        accuracy,
-        flops,
-        params,
-        accuracy_unpruned,
-        flops_unpruned,
-        params_unpruned,
-        seconds,
-        net,
-        size_bytes=size,
+        **scores,
+        accuracy_unpruned=accuracy_unpruned,
+        flops_unpruned=flops_unpruned,
+        params_unpruned=params_unpruned,
+        seconds=seconds,
+        model=net,
         size_bytes_unpruned=size_unpruned,
-        sparsity=zeros / weights,
-        latency_ms=latency,
         curves={stage: values for stage, values in curves.items() if values},
     )
+
+
+def _train(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> tuple[dict[str, list[float]], float]:
+    """Train the unpruned child, validating it inside the same fit: its curves and accuracy."""
+    start = time.perf_counter()
+    module = _module(net, datamodule, training, training.lr)
+    curves, accuracy, seconds["validate"] = _fit_and_validate(module, datamodule, training, training.epochs)
+    seconds["train"] = time.perf_counter() - start - seconds["validate"]
+    return curves, accuracy
+
+
+def _prune(
+    net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
+) -> tuple[nn.Module | None, list[pl.Callback]]:
+    """Prune `net` in place (its distillation teacher is copied first); the sparsity callbacks of its fine-tuning."""
+    start = time.perf_counter()
+    teacher = copy.deepcopy(net).eval() if training.distill_alpha > 0 else None
+    calibration = None
+    if training.importance in GRADIENT_IMPORTANCES:
+        calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
+    prune_child(net, datamodule.input_shape, training.importance, calibration)
+    callbacks: list[pl.Callback] = []
+    if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
+        apply_sparsity(net, training.sparsity)
+    elif training.sparsity > 0:
+        callbacks.append(AGPSparsity(training.sparsity, training.agp_frequency))
+    seconds["prune"] = time.perf_counter() - start
+    return teacher, callbacks
+
+
+def _finetune(
+    net: nn.Module,
+    datamodule: ChildDataModule,
+    training: ChildTraining,
+    teacher: nn.Module | None,
+    callbacks: list[pl.Callback],
+    seconds: dict[str, float],
+) -> tuple[dict[str, list[float]], ChildModule]:
+    """Fine-tune the pruned child (distilled from `teacher` when there is one); its sparsity made permanent."""
+    start = time.perf_counter()
+    module = _module(net, datamodule, training, training.finetune_lr, teacher)
+    curves = _fit(module, datamodule, training, training.finetune_epochs, callbacks)
+    make_permanent(net)
+    seconds["finetune"] = time.perf_counter() - start
+    return curves, module
+
+
+def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
+    """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
+    shape = datamodule.input_shape
+    start = time.perf_counter()
+    accuracy = _validate(module, datamodule, training)
+    flops, params = count_flops(net, shape), count_params(net)
+    zeros, weights = count_zeros(net)
+    size = model_size_bytes(net)
+    seconds["score"] = time.perf_counter() - start
+    latency = None
+    if training.latency_batch_size is not None:
+        start = time.perf_counter()
+        latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+        seconds["latency"] = time.perf_counter() - start
+    return {"accuracy": accuracy, "flops": flops, "params": params, "size_bytes": size, "sparsity": zeros / weights, "latency_ms": latency}

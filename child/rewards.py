@@ -10,22 +10,13 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Literal, get_args
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, NonNegativeFloat, NonPositiveFloat, PositiveFloat, UnitRatio
 
-COSTS = ("flops", "params", "size_bytes", "latency_ms")
-
-
-def _check_cost(cost: str) -> str:
-    if cost not in COSTS:
-        raise ConfigError("cost", f"unknown cost {cost!r}; allowed: {', '.join(COSTS)}")
-    return cost
-
-
-def _check_positive(key: str, value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise ConfigError(key, f"must be positive, got {value!r}")
-    return None if value is None else float(value)
+# Costs the CLI accepts (jsonargparse checks the Literal); a metric the evaluation measures
+Cost = Literal["flops", "params", "size_bytes", "latency_ms"]
+COSTS: tuple[str, ...] = get_args(Cost)
 
 
 class Reward(ABC):
@@ -54,11 +45,11 @@ class LinearReward(Reward):
     stays in [0, β] whatever the data or space.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 0.5, cost: str = "flops", cost_ref: float | None = None) -> None:
+    def __init__(self, alpha: float = 1.0, beta: float = 0.5, cost: Cost = "flops", cost_ref: PositiveFloat | None = None) -> None:
         self.alpha = float(alpha)
         self.beta = float(beta)
-        self.cost = _check_cost(cost)
-        self.cost_ref = _check_positive("cost_ref", cost_ref)
+        self.cost = cost
+        self.cost_ref = None if cost_ref is None else float(cost_ref)
 
     @property
     def metrics_needed(self) -> tuple[str, ...]:
@@ -89,14 +80,12 @@ class MnasNetReward(Reward):
     rate (w = −0.07: halving the cost is worth about 5% relative accuracy).
     """
 
-    def __init__(self, target: float | None = None, weight: float = -0.07, cost: str = "flops") -> None:
-        self.target = _check_positive("target", target)
-        if self.target is None:
+    def __init__(self, target: PositiveFloat | None = None, weight: NonPositiveFloat = -0.07, cost: Cost = "flops") -> None:
+        if target is None:
             raise ConfigError("target", "is required")
-        if weight > 0:
-            raise ConfigError("weight", f"must be ≤ 0 (a cost exponent), got {weight!r}")
+        self.target = float(target)
         self.weight = float(weight)
-        self.cost = _check_cost(cost)
+        self.cost = cost
 
     @property
     def metrics_needed(self) -> tuple[str, ...]:
@@ -114,9 +103,9 @@ class AMCReward(Reward):
     (e.g. by a typical |reward|) without changing which design is better.
     """
 
-    def __init__(self, cost: str = "flops", scale: float = 1.0) -> None:
-        self.cost = _check_cost(cost)
-        self.scale = _check_positive("scale", scale)
+    def __init__(self, cost: Cost = "flops", scale: PositiveFloat = 1.0) -> None:
+        self.cost = cost
+        self.scale = float(scale)
 
     @property
     def metrics_needed(self) -> tuple[str, ...]:
@@ -131,11 +120,11 @@ class AMCReward(Reward):
 class HardBudgetReward(Reward):
     """A hard budget: α·accuracy when cost ≤ budget, else the configured `penalty`."""
 
-    def __init__(self, budget: float | None = None, cost: str = "flops", penalty: float = -1.0, alpha: float = 1.0) -> None:
-        self.budget = _check_positive("budget", budget)
-        if self.budget is None:
+    def __init__(self, budget: PositiveFloat | None = None, cost: Cost = "flops", penalty: float = -1.0, alpha: float = 1.0) -> None:
+        if budget is None:
             raise ConfigError("budget", "is required")
-        self.cost = _check_cost(cost)
+        self.budget = float(budget)
+        self.cost = cost
         self.penalty = float(penalty)
         self.alpha = float(alpha)
 
@@ -160,18 +149,19 @@ class TargetWindowReward(Reward):
     """
 
     def __init__(
-        self, target: float | None = None, tolerance: float = 0.05, slope: float = 1.0, cost: str = "flops", alpha: float = 1.0
+        self,
+        target: PositiveFloat | None = None,
+        tolerance: UnitRatio = 0.05,
+        slope: NonNegativeFloat = 1.0,
+        cost: Cost = "flops",
+        alpha: float = 1.0,
     ) -> None:
-        self.target = _check_positive("target", target)
-        if self.target is None:
+        if target is None:
             raise ConfigError("target", "is required")
-        if not 0.0 <= tolerance < 1.0:
-            raise ConfigError("tolerance", f"must be in [0, 1), got {tolerance!r}")
-        if slope < 0:
-            raise ConfigError("slope", f"must be ≥ 0, got {slope!r}")
+        self.target = float(target)
         self.tolerance = float(tolerance)
         self.slope = float(slope)
-        self.cost = _check_cost(cost)
+        self.cost = cost
         self.alpha = float(alpha)
 
     @property

@@ -21,18 +21,19 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, PositiveInt, UnitRatio
 
 # An op is a family and, for all but identity, an odd square kernel: conv3x3, sepconv5x5, maxpool3x3, …
 WEIGHTED_FAMILIES: tuple[str, ...] = ("conv", "sepconv")
-POOL_FAMILIES: tuple[str, ...] = ("maxpool", "avgpool")
 OP_PATTERN = re.compile(r"^(conv|sepconv|maxpool|avgpool)(\d+)x(\d+)$")
 DEFAULT_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "identity")
 # How a layer may halve its feature map: not at all, by striding its op, or by a 2×2 pool after it.
-DOWNSAMPLES: tuple[str, ...] = ("none", "stride", "maxpool", "avgpool")
-SKIP_MODES: tuple[str, ...] = ("add", "concat")
+Downsample = Literal["none", "stride", "maxpool", "avgpool"]
+SkipMode = Literal["add", "concat"]
+DOWNSAMPLES: tuple[str, ...] = get_args(Downsample)
+SKIP_MODES: tuple[str, ...] = get_args(SkipMode)
 
 
 def parse_op(op: str) -> tuple[str, int | None]:
@@ -180,9 +181,6 @@ class Decision:
     choices: tuple[Any, ...]
 
 
-SPACE_KEYS = ("num_layers", "ops", "widths", "prune_ratios", "stem_width", "downsample", "skips", "skip_modes", "architecture")
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """Layers × (op, width, prune ratio[, downsampling][, skip, skip mode]), from YAML, validated.
@@ -195,15 +193,15 @@ class SearchSpace:
     `downsample` and `skips` are then taken from it.
     """
 
-    num_layers: int = 3
+    num_layers: PositiveInt = 3
     ops: tuple[str, ...] = DEFAULT_OPS
-    widths: tuple[int, ...] = (8, 16, 32)
-    prune_ratios: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
-    stem_width: int = 16
-    downsample: tuple[str, ...] = ("none",)
+    widths: tuple[PositiveInt, ...] = (8, 16, 32)
+    prune_ratios: tuple[UnitRatio, ...] = (0.0, 0.25, 0.5, 0.75)
+    stem_width: PositiveInt = 16
+    downsample: tuple[Downsample, ...] = ("none",)
     skips: bool = False
-    skip_modes: tuple[str, ...] = SKIP_MODES
-    architecture: Design | None = None
+    skip_modes: tuple[SkipMode, ...] = SKIP_MODES
+    architecture: tuple[LayerDesign, ...] | None = None
     decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -218,7 +216,7 @@ class SearchSpace:
         if self.architecture is not None:
             decisions = [
                 Decision(index, "prune_ratio", self.prune_ratios)
-                for index, layer in enumerate(self.architecture.layers)
+                for index, layer in enumerate(self.architecture)
                 if layer.width is not None
             ]
             object.__setattr__(self, "decisions", tuple(decisions))
@@ -240,17 +238,15 @@ class SearchSpace:
 
     def _adopt_architecture(self) -> None:
         architecture = self.architecture
-        if not isinstance(architecture, Design):
-            if isinstance(architecture, (str, bytes)) or not isinstance(architecture, Sequence) or not architecture:
-                raise ConfigError("architecture", f"must be a non-empty list of layers, got {architecture!r}")
-            try:
-                architecture = Design.from_dict({"layers": [dict(layer) for layer in architecture]})
-            except (TypeError, ValueError) as err:
-                raise ConfigError("architecture", str(err).replace("\n", " ")) from None
-        if not any(layer.width is not None for layer in architecture.layers):
+        if isinstance(architecture, (str, bytes)) or not isinstance(architecture, Sequence) or not architecture:
+            raise ConfigError("architecture", f"must be a non-empty list of layers, got {architecture!r}")
+        try:
+            layers = tuple(layer if isinstance(layer, LayerDesign) else LayerDesign(**layer) for layer in architecture)
+        except (TypeError, ValueError) as err:
+            raise ConfigError("architecture", str(err).replace("\n", " ")) from None
+        if not any(layer.width is not None for layer in layers):
             raise ConfigError("architecture", "has no weighted layer (conv/sepconv) whose ratio could be searched")
-        layers = architecture.layers
-        object.__setattr__(self, "architecture", architecture)
+        object.__setattr__(self, "architecture", layers)
         object.__setattr__(self, "num_layers", len(layers))
         object.__setattr__(self, "ops", tuple(dict.fromkeys(layer.op for layer in layers)))
         object.__setattr__(self, "widths", tuple(dict.fromkeys(layer.width for layer in layers if layer.width is not None)))
@@ -258,8 +254,8 @@ class SearchSpace:
         object.__setattr__(self, "skips", any(layer.skip is not None for layer in layers))
 
     def _validate(self) -> None:
-        if not isinstance(self.num_layers, int) or isinstance(self.num_layers, bool) or self.num_layers < 1:
-            raise ConfigError("num_layers", f"must be a positive integer, got {self.num_layers!r}")
+        """What the field types cannot say (the CLI checks those): non-empty choice lists without
+        duplicates, op names, prunable width × ratio pairs, `none` first among the downsamplings."""
         for key in ("ops", "widths", "prune_ratios", "downsample", "skip_modes"):
             values = getattr(self, key)
             if not values:
@@ -271,40 +267,16 @@ class SearchSpace:
                 parse_op(op)
             except ValueError as err:
                 raise ConfigError("ops", str(err)) from None
-        for key, widths in (("widths", self.widths), ("stem_width", (self.stem_width,))):
-            for width in widths:
-                if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
-                    raise ConfigError(key, f"widths must be positive integers, got {width!r}")
-        for ratio in self.prune_ratios:
-            if not 0.0 <= ratio < 1.0:
-                raise ConfigError("prune_ratios", f"ratio {ratio!r} is outside [0, 1)")
         if any(int(w * (1.0 - r)) < 1 for w in self.widths for r in self.prune_ratios):
             raise ConfigError(
                 "prune_ratios", f"some width × ratio pair would prune a layer to 0 channels (widths {list(self.widths)})"
             )
-        for mode in self.downsample:
-            if mode not in DOWNSAMPLES:
-                raise ConfigError("downsample", f"unknown downsampling {mode!r}; allowed: {', '.join(DOWNSAMPLES)}")
         if self.downsample[0] != "none":
             raise ConfigError("downsample", f"must start with 'none' (the choice left when a map is 1×1), got {list(self.downsample)}")
-        if not isinstance(self.skips, bool):
-            raise ConfigError("skips", f"must be true or false, got {self.skips!r}")
-        for mode in self.skip_modes:
-            if mode not in SKIP_MODES:
-                raise ConfigError("skip_modes", f"unknown skip mode {mode!r}; allowed: {', '.join(SKIP_MODES)}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | SearchSpace | None) -> SearchSpace:
-        if isinstance(config, SearchSpace):
-            return config
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(SPACE_KEYS))
-        if unknown:
-            raise ConfigError(unknown[0], f"unknown search-space key; allowed: {', '.join(sorted(SPACE_KEYS))}")
-        for key in ("ops", "widths", "prune_ratios", "downsample", "skip_modes"):
-            if key in config and (isinstance(config[key], (str, bytes)) or not isinstance(config[key], Sequence)):
-                raise ConfigError(key, f"must be a list, got {config[key]!r}")
-        return cls(**config)
+        return config if isinstance(config, SearchSpace) else cls(**(config or {}))
 
     @property
     def max_choices(self) -> int:
@@ -358,7 +330,7 @@ class SearchSpace:
             raise ValueError(f"expected {len(self.decisions)} actions, got {len(actions)}")
         if self.architecture is not None:
             ratios = {d.layer: d.choices[a] for d, a in zip(self.decisions, actions)}
-            return Design(tuple(replace(layer, prune_ratio=ratios.get(i, 0.0)) for i, layer in enumerate(self.architecture.layers)))
+            return Design(tuple(replace(layer, prune_ratio=ratios.get(i, 0.0)) for i, layer in enumerate(self.architecture)))
         return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)))
 
     def largest_designs(self) -> list[Design]:
@@ -366,7 +338,7 @@ class SearchSpace:
         without downsampling, and (when skips are on) each skip mode from the layer's own input;
         for a fixed architecture, itself unpruned."""
         if self.architecture is not None:
-            return [Design(tuple(replace(layer, prune_ratio=0.0) for layer in self.architecture.layers))]
+            return [Design(tuple(replace(layer, prune_ratio=0.0) for layer in self.architecture))]
         width = max(self.widths)
         skip_variants: list[tuple[int | None, str]] = [(None, "add")]
         if self.skips:

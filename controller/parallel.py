@@ -7,25 +7,26 @@ behind one small interface, `WorkerPool`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+import gymnasium as gym
 import torch
 
 from nasprune.config import ConfigError
 
 if TYPE_CHECKING:
-    from nasprune.controller.episodes import BatchAgent, Episode
+    from nasprune.controller.rollout import Slots
 
 BACKENDS = ("async", "ray", "sync")
 WORKER_RESOURCES = ("num_cpus", "num_gpus")
 
 
 class WorkerPool(Protocol):
-    """Plays episode `first_index + k`, reset with `seeds[k]`, for every k; then gives back its workers."""
+    """The workers as the rollout loop's `slots`; gives them back at `close`."""
 
-    def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]: ...
+    slots: Slots
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
         """Hand finished evaluations to every worker's env cache (a no-op for envs without one)."""
@@ -58,19 +59,22 @@ def check_worker_settings(
             raise ConfigError("data.backend", "ray is not installed; pip install 'nasprune[ray]'") from None
 
 
-def start_workers(hparams: Mapping[str, Any]) -> WorkerPool:
-    """The workers `hparams` (the data module's) ask for.
+def start_workers(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSpec) -> WorkerPool:
+    """The workers `hparams` (the data module's) ask for, each making the env of `spec`.
+
+    `spec` is the parent's made env's: workers need not have the env's id registered (a spawned
+    process or a Ray actor has imported none of the modules that register ids).
 
     Making envs may draw from torch's global generator (a NAS env initialises networks to
     measure its reference cost): workers start under a forked generator, so starting them does
     not change the controller's draws.
     """
     with torch.random.fork_rng(devices=[]):
-        return _start_workers(hparams)
+        return _start_workers(hparams, spec)
 
 
-def _start_workers(hparams: Mapping[str, Any]) -> WorkerPool:
-    env = (hparams["env_id"], hparams["env_kwargs"], hparams["max_episode_steps"])
+def _start_workers(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSpec) -> WorkerPool:
+    env = (spec, hparams["env_kwargs"], hparams["max_episode_steps"])
     resources = dict(hparams["worker_resources"] or {})
     from nasprune.controller.vector import VectorWorkers, make_vector_env
 

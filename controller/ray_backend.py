@@ -2,7 +2,7 @@
 
 Each worker is a Ray actor holding one env, made in the actor by `make_env`, with its own CPU and
 GPU reservation. `RayVectorEnv` puts the actors behind gymnasium's `VectorEnv` interface, so
-episodes are played by the same lockstep loop as the other backends (`vector.play_vector_batch`)
+episodes are played by the same lockstep loop as the other backends (`rollout.play_episodes`)
 and their content is the same for a seed.
 
 A worker whose process dies (killed, out of memory, a node lost) costs one retry: a fresh actor
@@ -28,7 +28,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import make_env
+from nasprune.controller.env_factory import make_env
 from nasprune.controller.vector import threads_per_worker
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
 class EnvWorker:
     """One env in its own Ray worker process; the resources are set per actor with `.options()`."""
 
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any] | None, max_episode_steps: int | None, threads: int) -> None:
+    def __init__(self, env_id: str | gym.envs.registration.EnvSpec, env_kwargs: dict[str, Any] | None, max_episode_steps: int | None, threads: int) -> None:
         torch.set_num_threads(threads)
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
 
@@ -81,7 +81,7 @@ class RayVectorEnv(VectorEnv):
     def __init__(
         self,
         num_workers: int,
-        env_id: str,
+        env_id: str | gym.envs.registration.EnvSpec,
         env_kwargs: dict[str, Any] | None = None,
         max_episode_steps: int | None = None,
         worker_resources: dict[str, float] | None = None,

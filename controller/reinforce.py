@@ -23,7 +23,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 from nasprune.controller.policy import LSTMPolicy
 from nasprune.controller.strategy import SearchStrategy
 

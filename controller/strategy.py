@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import Episode
+from nasprune.controller.episode import Episode
 
 
 class SearchStrategy(pl.LightningModule, ABC):

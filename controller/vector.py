@@ -6,8 +6,8 @@ call per step (as `EpisodeDataModule(num_envs=...)` does in one process), and th
 their envs concurrently. For a NAS env the steps are cheap until the last one, which trains the
 child: that is where the workers overlap.
 
-The same vector-env loop serves gymnasium's `SyncVectorEnv` (in process, the reference run),
-`AsyncVectorEnv` (one process per worker) and the Ray backend (`RayVectorEnv`, one actor per
+The rollout loop (`rollout.play_episodes`, through `VectorWorkers`) serves gymnasium's
+`SyncVectorEnv` (in process, the reference run), `AsyncVectorEnv` (one process per worker) and the Ray backend (`RayVectorEnv`, one actor per
 worker). Given the run seed, the episodes' content — actions, designs, rewards, metrics — is the
 same for all three, and the same as with `num_envs` equal to `num_workers`.
 """
@@ -23,14 +23,13 @@ from functools import partial
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
-from gymnasium.vector.utils import iterate
 
 from nasprune.config import ConfigError, SearchError
-from nasprune.controller.episodes import BatchAgent, Episode, make_env
+from nasprune.controller.env_factory import make_env
+from nasprune.controller.rollout import Step, VectorSlots
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def cuda_devices_of_worker(worker: int, num_gpus: float) -> str | None:
 
 
 def make_worker_env(
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
     threads: int,
@@ -122,7 +121,7 @@ def make_worker_env(
 
 def worker_env_fns(
     num_workers: int,
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None,
     max_episode_steps: int | None,
     worker_resources: dict[str, float],
@@ -140,7 +139,7 @@ def worker_env_fns(
 def make_vector_env(
     backend: str,
     num_workers: int,
-    env_id: str,
+    env_id: str | gym.envs.registration.EnvSpec,
     env_kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     worker_resources: dict[str, float] | None = None,
@@ -154,90 +153,8 @@ def make_vector_env(
     return AsyncVectorEnv(env_fns, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
 
 
-def unbatch_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
-    """Env `i`'s own info from a vector env's batched info (`info[key]` arrays, `_key` masks)."""
-    out: dict[str, Any] = {}
-    for key, value in infos.items():
-        mask = infos.get(f"_{key}")
-        if key.startswith("_") or mask is None or not mask[i]:
-            continue
-        out[key] = unbatch_info(value, i) if isinstance(value, dict) else value[i]
-    return out
-
-
-class ScriptedAgent:
-    """Plays a round for `agent` and remembers each step's actions, so that the round can be
-    played again on replacement workers: there the recorded steps are replayed (same seeds, same
-    actions: the same episodes) and `agent` is asked only for the steps that follow, with its
-    recurrent state where it left off."""
-
-    def __init__(self, agent: BatchAgent) -> None:
-        self.agent = agent
-        self.steps: list[list[int]] = []
-        self._position = 0
-        self._states: Any = None
-
-    def rewind(self) -> None:
-        self._position = 0
-
-    def initial_states(self, n: int) -> None:
-        if self._states is None:
-            self._states = self.agent.initial_states(n)
-
-    def act_batch(self, observations: Sequence[Any], states: None) -> tuple[list[int], None]:
-        if self._position == len(self.steps):
-            actions, self._states = self.agent.act_batch(observations, self._states)
-            self.steps.append([int(a) for a in actions])
-        self._position += 1
-        return self.steps[self._position - 1], None
-
-
-def play_round(
-    vector_env: VectorEnv, agent: BatchAgent, first_index: int, seeds: Sequence[int], worker_ids: Sequence[int]
-) -> list[Episode]:
-    """Episodes `first_index …` reset with `seeds` (at most `vector_env.num_envs`), side by side.
-
-    One `act_batch` per step for the round's episodes, an episode that ended early shown its last
-    observation (its actions dropped). An episode's `seconds` is the time from the round's start
-    until its end was seen; `worker` is `worker_ids` of the slot that played it.
-    """
-    n, width = len(seeds), vector_env.num_envs
-    started = time.perf_counter()
-    active = np.arange(width) < n
-    batched, infos = vector_env.reset(seed=[*seeds, *[None] * (width - n)], options={"reset_mask": active})
-    observations = list(iterate(vector_env.observation_space, batched))[:n]
-    episodes = [Episode(first_index + i, [], [], [], unbatch_info(infos, i)) for i in range(n)]
-    states = agent.initial_states(n)
-    running = [True] * n
-    while any(running):
-        actions, states = agent.act_batch(observations, states)
-        for i in range(n):
-            if running[i]:
-                episodes[i].observations.append(observations[i])
-                episodes[i].actions.append(int(actions[i]))
-        # unused slots and finished episodes are parked (`HoldFinished`): their action is ignored
-        step_actions = np.array([int(actions[i]) if i < n else 0 for i in range(width)])
-        batched, rewards, terminated, truncated, infos = vector_env.step(step_actions)
-        stepped = list(iterate(vector_env.observation_space, batched))
-        ended = np.zeros(width, dtype=np.bool_)
-        for i in range(n):
-            if not running[i]:
-                continue
-            episodes[i].rewards.append(float(rewards[i]))
-            observations[i] = stepped[i]
-            if terminated[i] or truncated[i]:
-                episodes[i].info = unbatch_info(infos, i)
-                episodes[i].seconds = time.perf_counter() - started
-                episodes[i].worker = int(worker_ids[i])
-                running[i] = False
-                ended[i] = True
-        if ended.any():
-            vector_env.reset(options={"reset_mask": ended, "hold": True})
-    return episodes
-
-
 class WorkerDiedError(SearchError):
-    """An `async` worker process died twice in one round; the message is one line naming it."""
+    """An `async` worker process died again while its round was replayed; the message is one line naming it."""
 
 
 def _dead_workers(vector_env: VectorEnv, wait: float = 5.0) -> list[tuple[int, int | None]]:
@@ -260,44 +177,61 @@ def _exit_reason(exitcode: int | None) -> str:
 
 
 class VectorWorkers:
-    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played in lockstep rounds.
+    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played by the
+    rollout loop as its `slots`.
 
     An `async` worker whose process dies (killed, out of memory) costs one replay: the workers are
-    started again, the round's episodes replayed on them (the same seeds, the same actions) and
-    played on; the dead slot's worker gets a new id. A second death in the same round stops the
-    search with `WorkerDiedError`. (Ray replaces its actors itself, see `ray_backend.py`.)
+    started again, the round so far is replayed on them — the same seeds, the same actions, so
+    the same episodes, whose results were already taken are not reported twice — and the round
+    goes on; the dead slot's worker gets a new id. A worker that dies again in the replayed round
+    stops the search with `WorkerDiedError`. (Ray replaces its actors itself, see `ray_backend.py`.)
     """
 
     def __init__(self, start: Callable[[], VectorEnv]) -> None:
         self._start = start
         self.vector_env = start()
-        self.worker_ids = list(range(self.vector_env.num_envs))
-        self._records: list[Mapping[str, Any]] = []  # what a replacement worker's cache must learn again
+        self.num_envs = self.vector_env.num_envs
+        self.slots = self
+        self._inner = VectorSlots(self.vector_env)
+        self.worker_ids = list(range(self.num_envs))
+        self._seeds: Sequence[int | None] = []
+        self._steps: list[Sequence[int | None]] = []  # the round's actions so far
+        self._replayed = False
+        self._records: list[Mapping[str, Any]] = []  # what replacement workers' caches must learn again
 
-    def play(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-        """`len(seeds)` episodes in rounds of `num_workers`, episode `first_index + k` reset with `seeds[k]`."""
-        episodes: list[Episode] = []
-        for start in range(0, len(seeds), self.vector_env.num_envs):
-            episodes += self._play_round(agent, first_index + start, seeds[start : start + self.vector_env.num_envs])
-        return episodes
+    def reset(self, seeds: Sequence[int | None]) -> tuple[list[Any], list[dict[str, Any]]]:
+        self._seeds, self._steps, self._replayed = seeds, [], False
+        return self._survive(lambda: self._inner.reset(seeds))
 
-    def _play_round(self, agent: BatchAgent, first_index: int, seeds: Sequence[int]) -> list[Episode]:
-        scripted, replayed = ScriptedAgent(agent), False
-        while True:
-            try:
-                return play_round(self.vector_env, scripted, first_index, seeds, getattr(self.vector_env, "worker_ids", self.worker_ids))
-            except (EOFError, ConnectionError) as err:
-                dead = _dead_workers(self.vector_env)
-                if not dead:
-                    raise
-                names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
-                episodes = f"episodes {first_index}-{first_index + len(seeds) - 1}"
-                if replayed:
-                    raise WorkerDiedError(f"{names} died while replaying {episodes}; the search stopped (resume it with --ckpt_path last)") from err
-                log.warning("%s died playing %s; starting new workers and replaying them", names, episodes)
-                self._replace(dead)
-                scripted.rewind()
-                replayed = True
+    def step(self, actions: Sequence[int | None]) -> list[Step | None]:
+        self._steps.append(actions)
+        return self._survive(lambda: self._inner.step(actions))
+
+    def worker(self, slot: int) -> int | None:
+        return int(getattr(self.vector_env, "worker_ids", self.worker_ids)[slot])
+
+    def _survive(self, call: Callable[[], Any]) -> Any:
+        """`call()`, or, when a worker process died during it, the same answer from new workers."""
+        try:
+            return call()
+        except (EOFError, ConnectionError) as err:
+            dead = _dead_workers(self.vector_env)
+            if not dead:
+                raise
+            names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
+            if self._replayed:
+                raise WorkerDiedError(f"{names} died again while its round was replayed; the search stopped (resume it with --ckpt_path last)") from err
+            log.warning("%s died; starting new workers and replaying the round", names)
+            self._replace(dead)
+            self._replayed = True
+            return self._survive(self._replay)
+
+    def _replay(self) -> Any:
+        """The round again on the new workers: reset with its seeds, its steps re-taken; the last call's answer."""
+        answer = self._inner.reset(self._seeds)
+        for actions in self._steps:
+            answer = self._inner.step(actions)
+        return answer
 
     def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
         for process in self.vector_env.processes:  # the others are stopped first, so none reports the broken pipes
@@ -307,6 +241,7 @@ class VectorWorkers:
         self.vector_env._state = AsyncState.DEFAULT
         self.vector_env.close(terminate=True)
         self.vector_env = self._start()
+        self._inner = VectorSlots(self.vector_env)
         for i, _ in dead:
             self.worker_ids[i] = max(self.worker_ids) + 1
         if self._records:

@@ -45,16 +45,17 @@ class NasPruneEnv(gym.Env):
 
     def __init__(
         self,
-        search_space: Mapping[str, Any] | SearchSpace | None = None,
-        datamodule: Mapping[str, Any] | ChildDataModule | None = None,
-        training: Mapping[str, Any] | ChildTraining | None = None,
-        reward: Mapping[str, Any] | Reward | None = None,
+        search_space: SearchSpace | None = None,
+        datamodule: ChildDataModule | None = None,
+        training: ChildTraining | None = None,
+        reward: Reward | None = None,
         failure_reward: float = -1.0,
         cache: bool = True,
     ) -> None:
+        """The settings are typed for the CLI (`data.env_kwargs.*` merges and validates like any
+        LightningCLI group); from `gymnasium.make` each may also be given as YAML data: a mapping of
+        fields, or `{class_path, init_args}` for `datamodule` and `reward`."""
         super().__init__()
-        if not isinstance(cache, bool):
-            raise ConfigError("cache", f"must be true or false, got {cache!r}")
         try:
             self.space = SearchSpace.from_config(search_space)
         except ConfigError as err:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids, as the CLI does)
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 

@@ -10,7 +10,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import nasprune.envs  # noqa: F401  (registers nasprune/NasPrune-v0)
-from nasprune.callbacks import read_history
+from nasprune.records import read_history
 from nasprune.cli import run
 
 POOL_THEN_CONV = [2, 0, 0, 0, 1, 1]  # maxpool3x3 | conv3x3:8@0.5 in the tiny space

@@ -178,11 +178,7 @@ def test_a_collapsing_design_fails_before_training() -> None:
         ({"importance": "l3"}, "importance"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"lr_scheduler": "linear"}, "lr_scheduler"),
-        ({"sparsity": 1.0}, "sparsity"),
         ({"sparsity_schedule": "cubic"}, "sparsity_schedule"),
-        ({"distill_alpha": 1.5}, "distill_alpha"),
-        ({"distill_temperature": 0.0}, "distill_temperature"),
-        ({"latency_batch_size": 0}, "latency_batch_size"),
     ],
 )
 def test_bad_training_settings_name_the_key(kwargs: dict, key: str) -> None:

@@ -87,15 +87,6 @@ def test_history_and_best_files(smoke_run: Path) -> None:
     assert best == max(history, key=lambda h: h["reward"])
 
 
-def test_the_cli_prints_where_history_and_best_are(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cartpole = repo / "configs" / "cartpole.yaml"
-    main(["fit", "-c", str(cartpole), "--trainer.max_steps=1", f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"])
-    out = capsys.readouterr().out
-    history = next(tmp_path.glob("lightning_logs/version_0/history.jsonl"))
-    assert f"history: {history}\n" in out
-    assert f"best:    {history.parent / 'best.json'}\n" in out
-
-
 def test_same_seed_same_designs_and_rewards(repo: Path, tmp_path: Path, smoke_run: Path) -> None:
     again = read_history(digits_run(repo, tmp_path))
     first = read_history(smoke_run)
@@ -136,7 +127,7 @@ def _with(config: dict, path: list[str], value: object) -> dict:
         (["data", "env_kwargs", "search_space", "ops"], ["conv3x3", "conv10x10"], "data.env_kwargs.search_space.ops", "conv10x10"),
         (["data", "env_kwargs", "search_space", "widths"], [], "data.env_kwargs.search_space.widths", "empty"),
         (["data", "env_kwargs", "search_space", "prune_ratios"], [0.0, 1.2], "data.env_kwargs.search_space.prune_ratios", "1.2"),
-        (["data", "env_kwargs", "search_space", "widths"], [16, 0], "data.env_kwargs.search_space.widths", "positive"),
+        (["data", "env_kwargs", "search_space", "widths"], [16, 0], "data.env_kwargs.search_space.widths", "PositiveInt"),
         (["data", "env_id"], "nasprune/NoSuchEnv-v0", "data.env_id", "NoSuchEnv"),
         (["data", "env_id"], "no_such_module:Env-v0", "data.env_id", "no_such_module"),
     ],

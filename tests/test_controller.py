@@ -64,14 +64,14 @@ def test_episodes_are_played_with_the_current_weights() -> None:
     data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=2)
     model = Reinforce(data.observation_space, data.action_space, lr=0.05)
     snapshots: list[torch.Tensor] = []
-    original_act = model.act
+    original_act_batch = model.act_batch
 
-    def recording_act(observation, state, greedy=False):  # noqa: ANN001, ANN202
-        if observation == 0:
+    def recording_act_batch(observations, states, greedy=False):  # noqa: ANN001, ANN202
+        if observations[0] == 0:
             snapshots.append(model.policy.head.weight.detach().clone())
-        return original_act(observation, state, greedy)
+        return original_act_batch(observations, states, greedy)
 
-    model.act = recording_act  # type: ignore[method-assign]
+    model.act_batch = recording_act_batch  # type: ignore[method-assign]
     trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, datamodule=data)
     assert len(snapshots) == 6  # 3 updates × 2 episodes: nothing was played ahead

@@ -109,8 +109,3 @@ def test_the_env_refuses_a_missing_data_set_before_any_search(tmp_path: Path) ->
     assert err.value.key == "datamodule.init_args.root"
 
 
-@pytest.mark.parametrize(("kwargs", "key"), [({"val_fraction": 1.0}, "val_fraction"), ({"train_subset": 0}, "train_subset"), ({"batch_size": 0}, "batch_size")])
-def test_bad_data_arguments_name_the_key(kwargs: dict, key: str) -> None:
-    with pytest.raises(ConfigError) as err:
-        MNISTDataModule(**kwargs)
-    assert err.value.key == key

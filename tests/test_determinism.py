@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from nasprune.callbacks import read_history
+from nasprune.records import read_history
 from nasprune.cli import run
-from nasprune.controller import EpisodeDataModule, Reinforce
+from nasprune.controller import Episode, EpisodeDataModule, Reinforce
 from test_nasbench201 import write_table
 
 
@@ -39,9 +39,14 @@ def test_digits_searches_repeat_their_designs_on_cpu(tiny_env_kwargs: dict) -> N
         pl.seed_everything(seed)
         data = EpisodeDataModule("nasprune/NasPrune-v0", {**tiny_env_kwargs, "cache": False}, episodes_per_update=2)
         model = Reinforce(data.observation_space, data.action_space, lr=0.05)
-        trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
         played = []
-        data.episode_listeners.append(lambda episode: played.append(episode.info["design_str"]))
+
+        class Designs(pl.Callback):
+            def on_episode_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, episode: Episode) -> None:
+                played.append(episode.info["design_str"])
+
+        trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", callbacks=[Designs()])  # fmt: skip
         trainer.fit(model, datamodule=data)
         return played
 

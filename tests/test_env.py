@@ -70,11 +70,9 @@ def test_child_seeds_come_from_the_env_seed(tiny_env_kwargs: dict) -> None:
     ("kwargs", "key"),
     [
         ({"search_space": {"ops": ["conv4x4"]}}, "search_space.ops"),
-        ({"training": {"epochs": -1}}, "training.epochs"),
-        ({"training": {"optimiser": "adam"}}, "training.optimiser"),
-        ({"reward": {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "joules"}}}, "reward.init_args.cost"),
+        ({"training": {"optimizer": "rmsprop"}}, "training.optimizer"),
         ({"reward": {"class_path": "nasprune.child.NoSuchReward"}}, "reward.class_path"),
-        ({"datamodule": {"val_fraction": 1.5}}, "datamodule.init_args.val_fraction"),
+        ({"datamodule": {"val_fraction": 0.5, "test_fraction": 0.45}}, "datamodule.init_args.test_fraction"),
     ],
 )
 def test_bad_env_arguments_name_the_key(kwargs: dict, key: str) -> None:

@@ -13,7 +13,7 @@ import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
 import nasprune.envs  # noqa: F401  (registers nasprune/NasPrune-v0)
-from nasprune.callbacks import read_history
+from nasprune.records import read_history
 from nasprune.child import DigitsDataModule
 from nasprune.child.failures import FailureLog, check_fits_input, classify
 from nasprune.child.model import build_model

@@ -24,7 +24,7 @@ import yaml
 import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids)
 from nasprune.callbacks import read_history
 from nasprune.config import ConfigError
-from nasprune.controller.episodes import EpisodeDataModule, episode_seed
+from nasprune.controller import EpisodeDataModule, episode_seed
 from nasprune.controller.vector import WorkerDiedError
 from test_nasbench201 import COLUMNS, synthetic_row, write_table
 
@@ -173,7 +173,8 @@ def test_a_search_whose_first_children_all_fail_the_same_way_stops_with_one_line
 
 
 def test_first_failures_of_different_kinds_or_after_a_success_do_not_stop_a_search() -> None:
-    from nasprune.controller.episodes import Episode, FirstFailures
+    from nasprune.controller.datamodule import FirstFailures
+    from nasprune.controller.episode import Episode
 
     def episode(index: int, error: str | None) -> Episode:
         info = {} if error is None else {"error_kind": "exception", "error": f"{error}: boom"}
@@ -234,7 +235,7 @@ def test_a_worker_that_dies_again_on_the_replay_stops_the_search_with_one_line()
     with pytest.raises(WorkerDiedError) as err:
         play_bandit("async", {"die_on_seed": episode_seed(7, 2)})
     message = str(err.value)
-    assert message == "worker 2 (killed by SIGKILL (the out-of-memory killer sends it)) died while replaying episodes 2-3; the search stopped (resume it with --ckpt_path last)"
+    assert message == "worker 2 (killed by SIGKILL (the out-of-memory killer sends it)) died again while its round was replayed; the search stopped (resume it with --ckpt_path last)"
 
 
 # ---- 12. NAS-Bench-201 tables ------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 import toy_envs  # noqa: F401  (registers TargetSequence-v0)
-from nasprune.callbacks import HistoryError, HistoryWriter, read_history
+from nasprune.callbacks import HistoryWriter
+from nasprune.records import HistoryError, read_history
 from nasprune.controller import EpisodeDataModule, Reinforce
 
 

@@ -20,7 +20,6 @@ import pytorch_lightning as pl
 import torch
 from test_cli import read_history
 
-from nasprune.callbacks.history import episode_record
 from nasprune.cli import run
 from nasprune.config import ConfigError
 from nasprune.controller import EpisodeDataModule, Reinforce
@@ -75,8 +74,8 @@ def test_episodes_of_different_lengths_match_the_num_envs_lockstep() -> None:
     parallel = play(EpisodeDataModule(**made, num_workers=2, backend="async"), 3)
     assert len({len(e) for e in parallel}) > 1
     assert [(e.index, e.actions, e.rewards) for e in parallel] == [(e.index, e.actions, e.rewards) for e in reference]
-    assert [episode_record(e, 0)["worker"] for e in parallel] == [0, 1, 0, 0, 1, 0]
-    assert all(episode_record(e, 0)["worker"] is None for e in reference)
+    assert [e.record["worker"] for e in parallel] == [0, 1, 0, 0, 1, 0]
+    assert all(e.record["worker"] is None for e in reference)
 
 
 def test_one_process_per_worker_with_its_share_of_the_cores() -> None:

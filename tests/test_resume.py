@@ -15,7 +15,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nasprune.callbacks import read_history
+from nasprune.records import read_history
 from nasprune.cli import main
 from test_nasbench201 import write_table
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -11,19 +13,32 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from jsonargparse import DefaultHelpFormatter, Namespace
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
 
-from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryError, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
-from nasprune.config import ConfigError, SearchError, resolve_config_path
+from nasprune.callbacks import ChildCurves, EpisodeMetrics, ExportBest, HistoryWriter, HparamsMetric, ParetoPlot, SearchProgressBar, TopKTable
+from nasprune.config import ConfigError, SearchError, import_object, resolve_config_path
 from nasprune.controller import EpisodeDataModule, SearchStrategy
+from nasprune.env_settings import DEFAULT_ENV_ID, add_env_arguments, as_env_kwargs, env_id_in
 from nasprune.files import AtomicCheckpointIO, atomic_write
+from nasprune.records import HistoryError
+
+
+DESCRIPTION = """Joint architecture + per-layer pruning search.
+  nasprune fit -c configs/digits.yaml   search (`nasprune fit --help`: every key)
+  nasprune export RUN_DIR               train the run's best design with the final budget and save it
+  nasprune report RUN_DIR               write report.png and report.md for a run"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines kept as written."""
 
 
 class RunConfig(SaveConfigCallback):
@@ -44,9 +59,24 @@ class NasPruneCLI(LightningCLI):
     `model` is any `SearchStrategy` chosen by `class_path` (the REINFORCE controller by default).
     """
 
-    def __init__(self, *args: Any, command: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(self, *args: Any, command: Sequence[str] = (), env_id: str = DEFAULT_ENV_ID, **kwargs: Any) -> None:
         self.command = list(command)
+        self.env_id = env_id
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """`fit` only: a search has no validation, test or predict loop (Lightning's would fail);
+        `nasprune export` and `nasprune report` work on a finished run."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Lightning's groups, with `data.env_kwargs` typed by the signature of `data.env_id`'s class."""
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+        parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
+        parser.add_class_arguments(EpisodeDataModule, "data", fail_untyped=False, sub_configs=True, skip={"env_kwargs"})
+        add_env_arguments(parser, self.env_id)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.observation_space", "model.init_args.observation_space", apply_on="instantiate")
@@ -103,6 +133,48 @@ class NasPruneCLI(LightningCLI):
                 logger.experiment.finish()
 
 
+class NasPruneParser(LightningArgumentParser):
+    """Instantiates everything but the env settings (the env copies and workers build their own),
+    and reports a bad value as one `ConfigError` line naming its full key."""
+
+    def instantiate(self, namespace: Namespace, *args: Any, **kwargs: Any) -> Namespace:
+        return super().instantiate(as_env_kwargs(namespace), *args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # a nested parser: its caller collects the message
+            super().error(message, ex)
+        raise config_error(message)
+
+
+def config_error(message: str) -> ConfigError:
+    """jsonargparse's report (an indented tree: a key, the union members tried, the nested keys)
+    as one line: the full key of the innermost value rejected and why.
+
+    A member of `T | None` that is not `None` is followed down; `None`'s own rejection is noise.
+    A subclass's nested keys are its `init_args`; a dataclass's are its fields.
+    """
+    lines = [line.strip() for line in message.splitlines()]
+    lines = lines[: next((i for i, line in enumerate(lines) if "<class 'NoneType'>" in line and line.startswith("-")), len(lines))]
+    keys: list[str] = []
+    for line in lines:
+        if found := re.match(r'(?:error: )?Parser key "([^"]+)":?\s*(.*)', line):
+            keys.append(found.group(1))
+        elif found := re.match(r"- Problem with given class_path '([^']+)'", line):
+            keys.append("" if _is_dataclass_path(found.group(1)) else "init_args")
+    structure = ("Parser key", "Problem with", "Does not validate", "Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>")
+    details = [line.lstrip("- ") for line in lines if line and not line.startswith(structure)]
+    key = ".".join(k for k in keys if k) or "config"
+    detail = details[-1] if details else lines[0] if lines else message
+    return ConfigError(key, re.sub(r"^error: ", "", detail))
+
+
+def _is_dataclass_path(path: str) -> bool:
+    try:
+        return dataclasses.is_dataclass(import_object(path, "class_path"))
+    except ConfigError:
+        return False
+
+
 def resumed_run_dir(ckpt_path: str, root: Path) -> Path | None:
     """The run directory a `--ckpt_path` continues: for `last`, the newest `lightning_logs/version_N`
     under `root` that has `checkpoints/last.ckpt` (None: nothing to resume, a new run starts);
@@ -148,15 +220,22 @@ def run(args: Sequence[str] | None = None) -> NasPruneCLI:
     """Run the CLI on `args` (default: `sys.argv[1:]`) and return it; raises `ConfigError`."""
     _silence_known_noise()
     args = list(sys.argv[1:] if args is None else args)
+    resolved = _resolve_configs(args)
     return NasPruneCLI(
         SearchStrategy,
         EpisodeDataModule,
         subclass_mode_model=True,
         command=args,
-        args=_resolve_configs(args),
         save_config_callback=RunConfig,
+        env_id=env_id_in(resolved),
+        parser_class=NasPruneParser,
+        # Lightning's instantiators hand the `data` group's hparams to every `save_hyperparameters`
+        # called while EpisodeDataModule is built, so the env's child data module would save them
+        # instead of its own; each module saves what its own __init__ received
+        load_from_checkpoint_support=False,
+        args=resolved,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "nasprune"},
+        parser_kwargs={"prog": "nasprune", "description": DESCRIPTION, "formatter_class": HelpFormatter},
     )
 
 
@@ -192,6 +271,48 @@ def _after_run(args: Sequence[str], console: Console) -> None:
     console.print(f"export: {target}", markup=False, highlight=False)
 
 
+def run_summary(best_path: Path, export_dir: Path | None, history_path: Path | None = None) -> list[str]:
+    """What the search found and where to look further, from the run's files (`best.json`, the
+    export's `metrics.json`): the lines `nasprune fit` ends with. An env without child networks
+    (NAS-Bench-201, CartPole) gets what applies: its best reward and design."""
+    run_dir = best_path.parent
+    if not best_path.is_file():
+        return [f"no episode finished; run: {run_dir}"]
+    best = json.loads(best_path.read_text(encoding="utf-8"))
+    found = best.get("design_str") or best.get("arch")
+    if found:
+        lines = [f"best:     {found}  (episode {best.get('episode')}, reward {best['reward']:.4f})"]
+    else:
+        lines = [f"best:     reward {best['reward']:.4f}  (episode {best.get('episode')}, {best.get('length')} steps)"]
+    measured = [f"{label} {_number(best[key], unit)}" for key, label, unit in _MEASURES if isinstance(best.get(key), (int, float))]
+    if measured:
+        lines.append("          " + ", ".join(measured))
+    metrics_path = export_dir / "metrics.json" if export_dir is not None else None
+    if metrics_path is not None and metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        lines.append(f"exported: {export_dir}  (test accuracy {metrics['test_accuracy']:.2%}; {', '.join(metrics['files'])})")
+    if history_path is not None:
+        lines.append(f"history:  {history_path}")
+    lines += [
+        "look further:",
+        f"  tensorboard --logdir {run_dir.parent}",
+        f"  nasprune report {run_dir}",
+    ]
+    if "design" in best:
+        lines.append(f"  nasprune export {run_dir}")
+    return lines
+
+
+# (record key, label, format) of the best episode's measures, as `run_summary` prints them
+_MEASURES = (("accuracy", "val accuracy", "%"), ("valid_acc_12ep", "val accuracy (12 epochs)", "%"), ("test_acc_200ep", "test accuracy (200 epochs)", "%"), ("flops", "FLOPs", ","), ("params", "params", ","))
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value:.2%}" if value <= 1 else f"{value:.2f}%"
+    return f"{value:,.0f}"
+
+
 def main(args: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     console = Console(soft_wrap=True)
@@ -208,13 +329,10 @@ def main(args: Sequence[str] | None = None) -> None:
         Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(1) from None
     history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
-    if history is not None and history.history_path is not None:
-        console.print(f"history: {history.history_path}", markup=False, highlight=False)
-        console.print(f"best:    {history.best_path}", markup=False, highlight=False)
     export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)
-    if export is not None and export.export_dir is not None:
-        console.print(f"export:  {export.export_dir}", markup=False, highlight=False)
-
+    if history is not None and history.best_path is not None:
+        export_dir = export.export_dir if export is not None else None
+        console.print("\n".join(run_summary(history.best_path, export_dir, history.history_path)), markup=False, highlight=False)
 
 if __name__ == "__main__":
     main()

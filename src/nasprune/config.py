@@ -1,8 +1,9 @@
-"""Config plumbing shared by every room: the user-facing error and `class_path` objects.
+"""Config plumbing shared by every room: the user-facing error, `class_path` objects and the
+restricted number types the CLI checks.
 
-Environment keyword arguments reach an env through `gymnasium.make` as plain YAML data, so
-jsonargparse never sees them; `instantiate` gives them the same `class_path`/`init_args`
-form users know from LightningCLI.
+The CLI types and validates env settings (`nasprune.env_settings`), but they reach an env
+through `gymnasium.make` as plain YAML data; `instantiate` turns a `class_path`/`init_args`
+mapping into its object there.
 """
 
 from __future__ import annotations
@@ -11,9 +12,36 @@ import importlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+# Number types jsonargparse checks when it parses a config (the error names the key). Type
+# checkers see the plain number types: jsonargparse makes these classes at runtime.
+if TYPE_CHECKING:
+    PositiveInt: TypeAlias = int
+    NonNegativeInt: TypeAlias = int
+    PositiveFloat: TypeAlias = float
+    NonNegativeFloat: TypeAlias = float
+    NonPositiveFloat: TypeAlias = float
+    ClosedUnitInterval: TypeAlias = float
+    OpenUnitInterval: TypeAlias = float
+    UnitRatio: TypeAlias = float
+    PositiveFraction: TypeAlias = float
+else:
+    from jsonargparse.typing import (
+        ClosedUnitInterval,
+        NonNegativeFloat,
+        NonNegativeInt,
+        OpenUnitInterval,
+        PositiveFloat,
+        PositiveInt,
+        restricted_number_type,
+    )
+
+    NonPositiveFloat = restricted_number_type("NonPositiveFloat", float, ("<=", 0), docstring="float restricted to be ≤0")
+    UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
+    PositiveFraction = restricted_number_type("PositiveFraction", float, [(">", 0), ("<=", 1)], docstring="float restricted to be >0 and ≤1")
 
 
 class ConfigError(ValueError):

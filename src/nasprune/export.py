@@ -28,23 +28,23 @@ import yaml
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from nasprune.callbacks.history import read_history
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
 from nasprune.child.metrics import measure_latency
 from nasprune.config import ConfigError
 from nasprune.files import atomic_directory
+from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
 
 NASPRUNE_ENV_ID = "nasprune/NasPrune-v0"
 
 
-def best_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+def best_record(records: list[Record]) -> Record:
     """The highest-reward episode that evaluated a design (failed children are never exported)."""
-    candidates = [r for r in records if "design" in r and "error" not in r]
-    if not candidates:
+    best = best_of([r for r in records if is_evaluated(r)])
+    if best is None:
         raise ConfigError("RUN_DIR", "the run's history has no successfully evaluated design to export")
-    return max(candidates, key=lambda r: r["reward"])
+    return best
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

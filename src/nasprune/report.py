@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from nasprune.callbacks.pareto import choose_cost_key, draw_pareto
 from nasprune.callbacks.top_k import TOP_K_COLUMNS, design_label, markdown_table, top_k_rows
 from nasprune.config import ConfigError
-from nasprune.callbacks.history import read_history
+from nasprune.records import read_history
 
 COMMAND_FILE = "command.txt"
 

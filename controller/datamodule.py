@@ -1,153 +1,32 @@
-"""Episodes as Lightning data: a data module that owns the env and plays it with the controller.
+"""Episodes as Lightning data: a data module that owns the env and its workers and plays them with the controller.
 
 Lightning fetches one batch ahead of the training step. Episodes sampled that early would come
 from the weights *before* the previous update, so the controller's `training_step` takes the
 `dataloader_iter` instead: Lightning then does not prefetch, and each batch of episodes is
 played on demand, inside the step, with the current weights.
+
+Each episode is announced the moment it ends, before the update that learns from it, to every
+callback with an `on_episode_end(trainer, pl_module, episode)` hook (the history makes it
+durable there).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids)
 from nasprune.config import ConfigError, SearchError
+from nasprune.controller.agent import BatchAgent
+from nasprune.controller.env_factory import make_env
+from nasprune.controller.episode import Episode
 from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
-
-
-class Agent(Protocol):
-    """Whatever plays episodes: a recurrent state in, an action and the next state out."""
-
-    def initial_state(self) -> Any: ...
-
-    def act(self, observation: Any, state: Any) -> tuple[int, Any]: ...
-
-
-class BatchAgent(Agent, Protocol):
-    """An agent that can also act for several episodes at once (one batched forward per step)."""
-
-    def initial_states(self, n: int) -> Any: ...
-
-    def act_batch(self, observations: Sequence[Any], states: Any) -> tuple[list[int], Any]: ...
-
-
-@dataclass
-class Episode:
-    """One finished episode: the observation before each action, the actions, the rewards."""
-
-    index: int
-    observations: list[Any]
-    actions: list[int]
-    rewards: list[float]
-    info: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-    worker: int | None = None  # the parallel worker that played it; None when played in this process
-
-    @property
-    def total_reward(self) -> float:
-        """The undiscounted return."""
-        return float(sum(self.rewards))
-
-    def __len__(self) -> int:
-        return len(self.actions)
-
-    def metrics(self) -> dict[str, float]:
-        """The numeric scalars of the final step's `info` (accuracy, flops, reward parts, …)."""
-        return {
-            key: float(value)
-            for key, value in self.info.items()
-            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        }
-
-
-def play_episode(env: gym.Env, agent: Agent, index: int, seed: int | None = None) -> Episode:
-    start = time.perf_counter()
-    observation, info = env.reset(seed=seed)
-    state = agent.initial_state()
-    episode = Episode(index, [], [], [], info)
-    done = False
-    while not done:
-        action, state = agent.act(observation, state)
-        episode.observations.append(observation)
-        episode.actions.append(action)
-        observation, reward, terminated, truncated, info = env.step(action)
-        episode.rewards.append(float(reward))
-        done = terminated or truncated
-    episode.info = info
-    episode.seconds = time.perf_counter() - start
-    return episode
-
-
-def episode_seed(run_seed: int, index: int) -> int:
-    """The reset seed of episode `index`: a function of the run's seed and the index alone.
-
-    Every episode is reseeded, so its randomness (a child's initialisation, CartPole's start)
-    does not depend on which env copy or worker plays it, nor on a restart in between.
-    """
-    return int(np.random.SeedSequence([run_seed, index]).generate_state(1)[0])
-
-
-def play_episodes(envs: Sequence[gym.Env], agent: BatchAgent, first_index: int, seeds: Sequence[int | None]) -> list[Episode]:
-    """One episode in each env, side by side: the agent acts for all of them in one call per step.
-
-    An episode that ends early keeps being shown its last observation; the actions the agent
-    picks for it then are dropped. Each episode's `seconds` is the batch's time shared equally.
-    """
-    start = time.perf_counter()
-    episodes, observations = [], []
-    for i, (env, seed) in enumerate(zip(envs, seeds)):
-        observation, info = env.reset(seed=seed)
-        episodes.append(Episode(first_index + i, [], [], [], info))
-        observations.append(observation)
-    states = agent.initial_states(len(envs))
-    running = [True] * len(envs)
-    while any(running):
-        actions, states = agent.act_batch(observations, states)
-        for i, (env, episode) in enumerate(zip(envs, episodes)):
-            if not running[i]:
-                continue
-            episode.observations.append(observations[i])
-            episode.actions.append(int(actions[i]))
-            observations[i], reward, terminated, truncated, info = env.step(actions[i])
-            episode.rewards.append(float(reward))
-            if terminated or truncated:
-                episode.info = info
-                running[i] = False
-    seconds = (time.perf_counter() - start) / len(envs)
-    for episode in episodes:
-        episode.seconds = seconds
-    return episodes
-
-
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, max_episode_steps: int | None = None) -> gym.Env:
-    """`gymnasium.make` with our envs registered and user errors turned into one config line.
-
-    Any id `gymnasium.make` accepts works, including `my_package.my_module:MyEnv-v0`, which
-    imports the user's module (and so registers its env) first.
-    """
-    kwargs = dict(env_kwargs or {})
-    if max_episode_steps is not None:
-        kwargs["max_episode_steps"] = max_episode_steps
-    try:
-        return gym.make(env_id, **kwargs)
-    except ConfigError as err:
-        raise err.under("data.env_kwargs") from None
-    except gym.error.Error as err:
-        raise ConfigError("data.env_id", f"{env_id!r} cannot be made: {err}") from None
-    except ImportError as err:
-        raise ConfigError("data.env_id", f"{env_id!r}: cannot import its module ({err})") from None
-    except TypeError as err:
-        raise ConfigError("data.env_kwargs", f"{env_id!r} rejected its arguments: {err}") from None
+from nasprune.controller.rollout import EnvSlots, Slots, play_episodes
+from nasprune.controller.seeds import episode_seed
 
 
 class FirstFailures:
@@ -183,7 +62,7 @@ class EpisodeStream(IterableDataset):
     """Batches of `episodes_per_update` episodes, played on demand: `updates_per_epoch` of them
     per pass, or an endless stream (one epoch, ended by `max_steps`) when that is `None`."""
 
-    def __init__(self, source: EpisodeDataModule, agent: Agent) -> None:
+    def __init__(self, source: EpisodeDataModule, agent: BatchAgent) -> None:
         super().__init__()
         self.source = source
         self.agent = agent
@@ -265,21 +144,24 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
         self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
+        self._env_slots = EnvSlots(self.envs)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.episodes_played = 0
         self._workers: WorkerPool | None = None
-        # called with each episode as soon as it is finished, before the update that uses it
-        # (the history writer makes it durable there)
-        self.episode_listeners: list[Callable[[Episode], None]] = []
         self._remembered: list[Mapping[str, Any]] = []  # for workers started later
         self._first_failures = FirstFailures(fail_fast_after)
 
-    def _finished(self, episodes: Sequence[Episode]) -> None:
-        for episode in episodes:
-            for listener in self.episode_listeners:
-                listener(episode)
-            self._first_failures.check(episode)
+    def _finished(self, episode: Episode) -> None:
+        """Stamp the update that learns from `episode` and announce it (the one channel for a finished episode)."""
+        trainer = self.trainer
+        if trainer is not None:
+            episode.update = trainer.global_step
+            for callback in trainer.callbacks:
+                hook = getattr(callback, "on_episode_end", None)
+                if hook is not None:
+                    hook(trainer, trainer.lightning_module, episode)
+        self._first_failures.check(episode)  # after the callbacks: the failures are in the history
 
     def has_copies(self) -> bool:
         """Whether episodes are played by more than one env (copies side by side, or workers)."""
@@ -310,37 +192,26 @@ class EpisodeDataModule(pl.LightningDataModule):
     def _run_seed(self) -> int:
         return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
 
-    def play(self, agent: Agent) -> Episode:
-        index = self.episodes_played
-        episode = play_episode(self.env, agent, index, episode_seed(self._run_seed(), index))
-        self.episodes_played += 1
-        self._finished([episode])
-        return episode
+    def play(self, agent: BatchAgent) -> Episode:
+        """The next episode, in the first env."""
+        return self.play_batch(agent, 1)[0]
 
-    def play_batch(self, agent: Agent, n: int) -> list[Episode]:
-        """`n` episodes: by the workers, one by one, or `num_envs` at a time when the agent has `act_batch`."""
-        if self.hparams.num_workers > 1 or self.hparams.backend == "ray":
-            seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(n)]
-            episodes = self.workers().play(agent, self.episodes_played, seeds)
-            self.episodes_played += n
-            self._finished(episodes)
-            return episodes
-        if len(self.envs) == 1 or not hasattr(agent, "act_batch"):
-            return [self.play(agent) for _ in range(n)]
-        episodes: list[Episode] = []
-        while len(episodes) < n:
-            envs = self.envs[: n - len(episodes)]
-            seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(len(envs))]
-            played = play_episodes(envs, agent, self.episodes_played, seeds)
-            self.episodes_played += len(envs)
-            self._finished(played)
-            episodes += played
+    def play_batch(self, agent: BatchAgent, n: int) -> list[Episode]:
+        """The next `n` episodes: by the workers, or `num_envs` at a time side by side."""
+        seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(n)]
+        episodes = play_episodes(self._slots(), agent, self.episodes_played, seeds, self._finished)
+        self.episodes_played += n
         return episodes
+
+    def _slots(self) -> Slots:
+        if self.hparams.num_workers > 1 or self.hparams.backend == "ray":
+            return self.workers().slots
+        return self._env_slots
 
     def workers(self) -> WorkerPool:
         """The parallel workers, started on first use (so that building the module stays cheap)."""
         if self._workers is None:
-            self._workers = start_workers(self.hparams)
+            self._workers = start_workers(self.hparams, self.env.spec)
             if self._remembered:
                 self._workers.remember(self._remembered)
                 self._remembered = []
