@@ -138,6 +138,8 @@ class EpisodeDataModule(pl.LightningDataModule):
             raise ConfigError("data.updates_per_epoch", f"must be a positive integer or null, got {updates_per_epoch!r}")
         if num_envs < 1:
             raise ConfigError("data.num_envs", f"must be a positive integer, got {num_envs!r}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ConfigError("data.max_episode_steps", f"must be a positive integer or null, got {max_episode_steps!r}")
         check_worker_settings(num_workers, backend, num_envs, worker_resources)
         if not isinstance(fail_fast_after, int) or fail_fast_after < 0:
             raise ConfigError("data.fail_fast_after", f"must be a non-negative integer, got {fail_fast_after!r}")
