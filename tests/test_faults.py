@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gymnasium as gym
@@ -45,19 +46,25 @@ def tabular(repo: Path, table: Path, root: Path, *extra: str) -> list[str]:
     return ["fit", "-c", str(repo / "configs" / "nasbench201.yaml"), f"--data.env_kwargs.table={table}", f"--trainer.default_root_dir={root}", *QUIET, *extra]
 
 
-@pytest.fixture
-def second_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs mounted for the test: a run directory on another filesystem than the temp directory."""
-    mount_point = tmp_path / "volume"
+@contextmanager
+def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `mount_point` for the test (skipped with the reason where it cannot mount)."""
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
-        assert os.stat(mount_point).st_dev != os.stat(tmp_path).st_dev
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture
+def second_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A run directory on another filesystem than the temp directory."""
+    with tmpfs(tmp_path / "volume", "64m") as mount_point:
+        assert os.stat(mount_point).st_dev != os.stat(tmp_path).st_dev
+        yield mount_point
 
 
 # ---- 1. atomic checkpoints --------------------------------------------------------------------
@@ -375,7 +382,7 @@ def json_file(path: Path) -> dict:
 # Both searches pick the same version_N, as on a slow shared filesystem: the choice waits a while.
 SLOW_VERSION_CHOICE = """
 import time
-from lightning_fabric.loggers.tensorboard import TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger
 real = TensorBoardLogger._get_next_version
 def slow(self):
     version = real(self)
@@ -535,12 +542,7 @@ def test_help_lists_the_commands_that_work(capsys: pytest.CaptureFixture) -> Non
 @pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_history_survives(repo: Path, tmp_path: Path) -> None:
     table = write_table(tmp_path / "nb201.csv")
-    small = tmp_path / "small"
-    small.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "600k") as small:
         full = nasprune(tabular(repo, table, small, "--trainer.max_steps=300", "--checkpoint.every_n_train_steps=1"))
         assert full.returncode == 1, full.stderr[-2000:]
         (line,) = error_lines(full.stderr)
@@ -548,8 +550,6 @@ def test_a_full_disk_is_one_line_and_the_history_survives(repo: Path, tmp_path: 
         assert "no space left on device" in line and "resume with --ckpt_path last" in line
         history = read_history(small / "lightning_logs" / "version_0" / "history.jsonl")  # readable: at most a torn last line
         assert [h["episode"] for h in history] == list(range(len(history))) and history
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 # ---- 12. resume checks that say what they found --------------------------------------------------
@@ -594,3 +594,21 @@ def test_a_corrupt_line_in_the_part_a_resume_replays_does_not_block_it(repo: Pat
     main(tabular(repo, table, tmp_path, "--trainer.max_steps=3", "--ckpt_path=last"))
     strip = lambda records: [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in records]  # noqa: E731
     assert strip(read_history(history)) == strip(whole)
+
+
+# ---- 13. the report of a run that was stopped and resumed --------------------------------------
+
+
+def test_the_reports_wall_time_sums_the_running_processes_and_it_quotes_the_first_command(tmp_path: Path) -> None:
+    from nasprune.report import report_markdown
+
+    for created, ran in ((1_700_000_000, 20.0), (1_700_050_000, 15.0)):  # a first run and its resume, 50,000 s apart
+        events = tmp_path / f"events.out.tfevents.{created}.host.123.0"
+        events.write_bytes(b"")
+        os.utime(events, (created + ran, created + ran))
+    (tmp_path / "command.txt").write_text("nasprune fit -c a.yaml\nnasprune fit -c a.yaml --ckpt_path last\n")
+    records = [{"episode": 0, "update": 0, "reward": 1.0, "seconds": 1.0, "arch": "x"}]
+    text = report_markdown(tmp_path, records, {}, "report.png", 1)
+    assert "- **Wall time:** 0m 35s of running processes (sum of episode times 0m 01s)" in text
+    assert "- **Command:** `nasprune fit -c a.yaml`" in text
+    assert "- **Resumed** 1 times, last with: `nasprune fit -c a.yaml --ckpt_path last`" in text

@@ -314,9 +314,19 @@ def _readable_config(path: str) -> str:
 
 def run(args: Sequence[str] | None = None, state: RunState | None = None) -> NasPruneCLI:
     """Run the CLI on `args` (default: `sys.argv[1:]`) and return it; raises `ConfigError`.
-    `state` (the CLI's `state`) tells what happened also when the search raised."""
+    `state` (the CLI's `state`) tells what happened also when the search raised. The run
+    directory's lock is given back however the search ends."""
     _silence_known_noise()
     args = list(sys.argv[1:] if args is None else args)
+    state = state or RunState()
+    try:
+        return _run(args, state)
+    finally:
+        if state.lock is not None:
+            state.lock.release()
+
+
+def _run(args: list[str], state: RunState) -> NasPruneCLI:
     resolved = _resolve_configs(args)
     return NasPruneCLI(
         SearchStrategy,
@@ -482,9 +492,6 @@ def main(args: Sequence[str] | None = None) -> None:
             if not state.signals:
                 raise
             _fail(stopped_line(state), SIGNAL_EXIT[signal.Signals(state.signals[0])])
-        finally:
-            if state.lock is not None:
-                state.lock.release()
     if state.signals:  # the search ended anyway (the signal came at its very end)
         _fail(stopped_line(state), SIGNAL_EXIT[signal.Signals(state.signals[0])])
     if state.budget_spent:
