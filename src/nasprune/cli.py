@@ -82,6 +82,7 @@ class NasPruneCLI(LightningCLI):
         self.command = list(command)
         self.env_id = env_id
         self.state = state or RunState()
+        self.resumed: Path | None = None  # the checkpoint a resume continues (set by `parse_arguments`)
         super().__init__(*args, **kwargs)
 
     @staticmethod
@@ -125,7 +126,6 @@ class NasPruneCLI(LightningCLI):
         if max_steps is not None and max_steps < -1:
             raise ConfigError("trainer.max_steps", f"must be the number of controller updates, or -1 for no limit; got {max_steps!r}")
         ckpt_path = config.get("ckpt_path")
-        self.resumed: Path | None = None
         if ckpt_path and str(ckpt_path) not in LIGHTNING_CKPT_PATHS:
             self.resumed = resumed_checkpoint(str(ckpt_path), Path(trainer_config.get("default_root_dir") or os.getcwd()))
             self.state.restored_step = int(read_checkpoint(self.resumed).get("global_step", 0))
