@@ -32,8 +32,8 @@ DEFAULT_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3"
 # How a layer may halve its feature map: not at all, by striding its op, or by a 2×2 pool after it.
 Downsample = Literal["none", "stride", "maxpool", "avgpool"]
 SkipMode = Literal["add", "concat"]
-DOWNSAMPLES: tuple[str, ...] = get_args(Downsample)
-SKIP_MODES: tuple[str, ...] = get_args(SkipMode)
+DOWNSAMPLES: tuple[Downsample, ...] = get_args(Downsample)
+SKIP_MODES: tuple[SkipMode, ...] = get_args(SkipMode)
 
 
 def parse_op(op: str) -> tuple[str, int | None]:

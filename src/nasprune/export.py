@@ -134,7 +134,16 @@ def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> floa
 
 
 def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> ChildTraining:
-    """The search's child training with `overrides` (e.g. more epochs) applied."""
+    """The search's child training with `overrides` (e.g. more epochs) applied.
+
+    `export.final_training` is a free mapping (not typed by the CLI), so its keys and epoch counts
+    are checked here."""
+    allowed = {f.name for f in dataclasses.fields(ChildTraining)}
+    for key, value in (overrides or {}).items():
+        if key not in allowed:
+            raise ConfigError(f"export.final_training.{key}", f"unknown training key; allowed: {', '.join(sorted(allowed))}")
+        if key in ("epochs", "finetune_epochs") and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"export.final_training.{key}", f"must be a non-negative integer, got {value!r}")
     try:
         return ChildTraining.from_config({**dataclasses.asdict(base), **dict(overrides or {})})
     except ConfigError as err:
