@@ -11,7 +11,6 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.callbacks.history import HistoryWriter
 from nasprune.child import ChildTraining
-from nasprune.config import ConfigError
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.export import export_design, final_training
@@ -39,10 +38,7 @@ class ExportBest(pl.Callback):
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
-        try:  # unknown keys and bad values fail before the search, not after it
-            ChildTraining.from_config(self.final_training)
-        except ConfigError as err:
-            raise err.under("export.final_training") from None
+        final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search, not after it
         self.seed = seed
         self.directory = directory
         self.best: Record | None = None  # the best evaluated episode this process played

@@ -220,6 +220,7 @@ class VectorWorkers:
                 raise
             names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
             if self._replayed:
+                self._discard()
                 raise WorkerDiedError(f"{names} died again while its round was replayed; the search stopped (resume it with --ckpt_path last)") from err
             log.warning("%s died; starting new workers and replaying the round", names)
             self._replace(dead)
@@ -233,13 +234,17 @@ class VectorWorkers:
             answer = self._inner.step(actions)
         return answer
 
-    def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
+    def _discard(self) -> None:
+        """Stop all of the workers (one is dead already)."""
         for process in self.vector_env.processes:  # the others are stopped first, so none reports the broken pipes
             process.kill()
             process.join()
         # the vector env waits on the dead pipe; gymnasium resets this state itself after a worker error
         self.vector_env._state = AsyncState.DEFAULT
         self.vector_env.close(terminate=True)
+
+    def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
+        self._discard()
         self.vector_env = self._start()
         self._inner = VectorSlots(self.vector_env)
         for i, _ in dead:

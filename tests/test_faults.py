@@ -368,7 +368,7 @@ def test_a_search_killed_during_its_final_export_is_exported_by_the_resume(repo:
     assert "finishing the export the stopped run had begun" in resumed.stdout
     metrics = json_file(run_dir / "export" / "metrics.json")
     best = max((h for h in read_history(run_dir / "history.jsonl") if "error" not in h), key=lambda h: h["reward"])
-    assert metrics["episode"] == best["episode"] and sorted(metrics["files"])[:3] == ["design.json", "model.ckpt", "model.ts"]
+    assert metrics["episode"] == best["episode"] and {"design.json", "model.ckpt", "model.ts"} <= set(metrics["files"])
 
 
 def json_file(path: Path) -> dict:
