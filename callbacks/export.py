@@ -13,7 +13,8 @@ from nasprune.callbacks.history import HistoryWriter
 from nasprune.child import ChildTraining
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design, final_training
+from nasprune.export import export_design
+from nasprune.export import final_training as with_final_training  # `final_training` is also the argument's name
 from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class ExportBest(pl.Callback):
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
-        final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search, not after it
+        with_final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search, not after it
         self.seed = seed
         self.directory = directory
         self.best: Record | None = None  # the best evaluated episode this process played
@@ -67,7 +68,7 @@ class ExportBest(pl.Callback):
             return
         self.finished_interrupted = self.best is None
         log.info("exporting episode %s (%s) to %s", best["episode"], best.get("design_str"), target)
-        self.metrics = export_design(best, env, final_training(env.training, self.final_training), target, self.seed)
+        self.metrics = export_design(best, env, with_final_training(env.training, self.final_training), target, self.seed)
         self.export_dir = target
 
     def _run_best(self, trainer: pl.Trainer) -> Record | None:
