@@ -455,6 +455,8 @@ def stopped_line(state: RunState) -> str:
     played = getattr(trainer.datamodule, "episodes_played", 0)
     per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update")
     budget = f" of {trainer.max_steps * per_update}" if per_update and trainer.max_steps and trainer.max_steps > 0 else ""
+    if not getattr(trainer.checkpoint_callback, "last_model_path", ""):
+        return f"nasprune: stopped by {name} at episode {played}{budget}, before the run's first checkpoint: nothing to resume, run it again to start over"
     return f"nasprune: stopped by {name} at episode {played}{budget}; resume with --ckpt_path last"
 
 
