@@ -13,8 +13,7 @@ from nasprune.callbacks.history import HistoryWriter
 from nasprune.child import ChildTraining
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design
-from nasprune.export import final_training as with_final_training  # `final_training` is also the argument's name
+from nasprune.export import export_design, final_training as with_final_training
 from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class ExportBest(pl.Callback):
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
-        with_final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search, not after it
+        with_final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search
         self.seed = seed
         self.directory = directory
         self.best: Record | None = None  # the best evaluated episode this process played
