@@ -89,6 +89,7 @@ os.sendfile, os.replace = sendfile, replace
 """
 
 
+@pytest.mark.slow
 def test_a_kill_while_last_ckpt_is_written_on_another_filesystem_keeps_the_previous_one(repo: Path, tmp_path: Path, second_filesystem: Path) -> None:
     table = write_table(tmp_path / "nb201.csv")
     args = tabular(repo, table, second_filesystem, "--trainer.max_steps=4", "--data.episodes_per_update=4", "--data.num_envs=1", "--checkpoint.every_n_train_steps=1")
@@ -163,6 +164,7 @@ def test_child_settings_lightning_refuses_fail_before_the_search(training: dict,
     assert err.value.key == key and text in err.value.detail and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_search_whose_first_children_all_fail_the_same_way_stops_with_one_line(repo: Path, tmp_path: Path, tiny_env_kwargs: dict) -> None:
     config = yaml.safe_load((repo / "configs" / "digits.yaml").read_text())
     config["data"]["env_kwargs"].update(tiny_env_kwargs)
@@ -392,6 +394,7 @@ TensorBoardLogger._get_next_version = slow
 """
 
 
+@pytest.mark.slow
 def test_two_searches_started_at_once_in_one_directory_one_is_refused(repo: Path, tmp_path: Path) -> None:
     table = write_table(tmp_path / "nb201.csv")
     script = f"import sys\n{SLOW_VERSION_CHOICE}\nfrom nasprune.cli import main\nmain(sys.argv[1:])\n"
@@ -432,6 +435,7 @@ def test_a_resume_of_a_run_in_progress_is_refused(repo: Path, tmp_path: Path, ca
 # ---- 7. stopped by a signal ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_search_stopped_by_a_signal_says_so_and_exits_as_shells_do(repo: Path, tmp_path: Path, signum: int, code: int) -> None:
     table = write_table(tmp_path / "nb201.csv")
