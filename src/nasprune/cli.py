@@ -214,7 +214,7 @@ def config_error_cause(err: ValueError) -> ConfigError | None:
     cause: BaseException | None = err
     while cause is not None and not isinstance(cause, ConfigError):
         cause = cause.__cause__ or cause.__context__
-    return cause
+    return cause if isinstance(cause, ConfigError) else None
 
 
 def config_error(message: str) -> ConfigError:
