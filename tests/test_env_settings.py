@@ -61,11 +61,11 @@ def test_a_nested_override_changes_exactly_one_value(
         ("--data.env_kwargs.search_space.prune_ratios=[-0.1]", "data.env_kwargs.search_space.prune_ratios", "UnitRatio"),
         ("--data.env_kwargs.search_space.downsample=[none,dilate]", "data.env_kwargs.search_space.downsample", "Got value: dilate"),
         ("--data.env_kwargs.search_space.skip_modes=[add,multiply]", "data.env_kwargs.search_space.skip_modes", "Got value: multiply"),
-        ("--data.env_kwargs.search_space.skips=maybe", "data.env_kwargs.search_space.skips", "Got value: maybe"),
-        ("--data.env_kwargs.search_space.ops=conv3x3", "data.env_kwargs.search_space.ops", "Got value: conv3x3"),
+        ("--data.env_kwargs.search_space.skips=maybe", "data.env_kwargs.search_space.skips", "must be true or false, got 'maybe'"),
+        ("--data.env_kwargs.search_space.ops=conv3x3", "data.env_kwargs.search_space.ops", "must be a list, got 'conv3x3'"),
         ("--data.env_kwargs.search_space.kernel=3", "data.env_kwargs.search_space", "Option 'kernel' is not accepted"),
         ("--data.env_kwargs.search_space.architecture=[{op: conv3x3, width: 8, kernel: 3}]", "data.env_kwargs.search_space.architecture", "kernel"),
-        ("--data.env_kwargs.failure_reward=low", "data.env_kwargs.failure_reward", "Got value: low"),
+        ("--data.env_kwargs.failure_reward=low", "data.env_kwargs.failure_reward", "must be a number, got 'low'"),
     ],
 )
 def test_a_bad_env_setting_is_one_line_naming_the_key(override: str, key: str, fragment: str) -> None:

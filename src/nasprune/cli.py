@@ -241,7 +241,7 @@ def config_error(message: str) -> ConfigError:
 
 
 # how a one-line error names a plain type jsonargparse reports as `<class 'T'>`
-PLAIN_TYPES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+PLAIN_TYPES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "tuple": "a list", "list": "a list", "dict": "a mapping"}
 
 
 def _is_dataclass_path(path: str) -> bool:
