@@ -15,7 +15,7 @@ advantages shrink to zero instead of pushing it around.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
     """Stack single observations of `space` into (nested) tensors with a leading batch dim."""
-    stacked = concatenate(space, observations, create_empty_array(space, n=len(observations)))
+    stacked = concatenate(space, observations, create_empty_array(space, n=len(observations)))  # type: ignore[arg-type]  # gymnasium hints create_empty_array as possibly None; never for a real space
     return _to_tensor(stacked, device)
 
 
@@ -70,6 +70,8 @@ class Reinforce(SearchStrategy):
     It acts in any env with a `Discrete` action space and reads any observation space; the
     CLI hands it the env's spaces.
     """
+
+    baseline: torch.Tensor  # the buffer registered in __init__
 
     def __init__(
         self,
@@ -116,8 +118,15 @@ class Reinforce(SearchStrategy):
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.lr = lr
+        self.baseline_decay = baseline_decay
+        self.entropy_weight = entropy_weight
+        self.gamma = gamma
+        self.normalize_advantages = normalize_advantages
+        self.rank_advantages = rank_advantages
+        assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.policy = LSTMPolicy(
-            observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
+            observation_space, int(cast(spaces.Discrete, action_space).n), hidden_size, embedding_size, temperature, tanh_constant
         )
         # b_t per step index, NaN until step t is first seen; grows with the longest episode
         self.register_buffer("baseline", torch.empty(0))
@@ -195,7 +204,7 @@ class Reinforce(SearchStrategy):
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
         log_probs, entropies, valid = self._replay(episodes)
-        returns = discounted_returns(episodes, self.hparams.gamma).to(self.device)
+        returns = discounted_returns(episodes, self.gamma).to(self.device)
         steps = returns.shape[1]
         if self.baseline.numel() < steps:
             unseen = torch.full((steps - self.baseline.numel(),), float("nan"), device=self.device)
@@ -204,9 +213,9 @@ class Reinforce(SearchStrategy):
         baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
         advantages = (returns - baseline) * valid
-        if self.hparams.rank_advantages:
+        if self.rank_advantages:
             advantages = centred_ranks(returns, valid)
-        elif self.hparams.normalize_advantages and valid.sum() > 1:
+        elif self.normalize_advantages and valid.sum() > 1:
             # scale by the spread of the returns, not of the advantages: once the policy is good the
             # advantages shrink towards zero and stay there, instead of being blown back up to unit
             # variance (which makes a converged policy drift)
@@ -215,7 +224,7 @@ class Reinforce(SearchStrategy):
             advantages = advantages / std.clamp(min=1e-8)
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
-        loss = policy_loss - self.hparams.entropy_weight * entropy
+        loss = policy_loss - self.entropy_weight * entropy
 
         self.log_search(
             episodes,
@@ -225,9 +234,9 @@ class Reinforce(SearchStrategy):
             policy_loss=policy_loss.detach(),
         )
         with torch.no_grad():
-            decay = self.hparams.baseline_decay
+            decay = self.baseline_decay
             self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.policy.parameters(), lr=self.lr)

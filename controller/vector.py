@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import torch
@@ -25,7 +25,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 from nasprune.config import ConfigError
 from nasprune.controller.env_factory import make_env
-from nasprune.controller.rollout import VectorSlots
+from nasprune.controller.rollout import Slots, VectorSlots
 
 
 class HoldFinished(gym.Wrapper):
@@ -55,7 +55,7 @@ class HoldFinished(gym.Wrapper):
         self._last_observation = observation
         return observation, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._parked:
             return self._last_observation, 0.0, False, False, {}
         observation, reward, terminated, truncated, info = self.env.step(action)
@@ -152,11 +152,11 @@ class VectorWorkers:
 
     def __init__(self, vector_env: VectorEnv) -> None:
         self.vector_env = vector_env
-        self.slots = VectorSlots(vector_env)
+        self.slots: Slots = VectorSlots(vector_env)
 
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
-        self.vector_env.call("remember", records)
+        self.vector_env.call("remember", records)  # type: ignore[attr-defined]  # every backend (Sync, Async, Ray) has call; gymnasium's VectorEnv does not declare it
 
     def close(self) -> None:
         self.vector_env.close()
