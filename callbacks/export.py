@@ -49,7 +49,7 @@ class ExportBest(pl.Callback):
 
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
+        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         if not self.enabled or self.best is None or not isinstance(env, NasPruneEnv):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory

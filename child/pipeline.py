@@ -24,7 +24,7 @@ from torch import nn
 from nasprune.child.data import ChildDataModule
 from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
-from nasprune.child.model import build_model
+from nasprune.child.model import ChildNet, build_model
 from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
@@ -108,7 +108,7 @@ class EvalResult:
     flops_unpruned: int
     params_unpruned: int
     seconds: dict[str, float] = field(default_factory=dict)
-    model: nn.Module | None = field(default=None, repr=False, compare=False)
+    model: ChildNet | None = field(default=None, repr=False, compare=False)
     size_bytes: int = 0
     size_bytes_unpruned: int = 0
     sparsity: float = 0.0
@@ -177,7 +177,7 @@ def _trainer(
         check_val_every_n_epoch=max(max_epochs, 1),
         accelerator=training.accelerator,
         devices=training.devices,
-        precision=training.precision,
+        precision=training.precision,  # type: ignore[arg-type]  # a str Lightning itself checks against its Literal precision names
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -294,7 +294,7 @@ def _train(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining,
 
 
 def _prune(
-    net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
+    net: ChildNet, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
 ) -> tuple[nn.Module | None, list[pl.Callback]]:
     """Prune `net` in place (its distillation teacher is copied first); the sparsity callbacks of its fine-tuning."""
     start = time.perf_counter()

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from nasprune.config import ConfigError, PositiveInt, UnitRatio
 
@@ -157,7 +157,7 @@ class Design:
 
     def feature_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
         """Spatial sizes of h0, h1, …; ValueError naming the layer if one would downsample a 1×1 map."""
-        sizes = [tuple(input_size)]
+        sizes = [cast(tuple[int, int], tuple(input_size))]
         for index, layer in enumerate(self.layers):
             height, width = sizes[-1]
             if layer.downsample != "none" and min(height, width) < 2:

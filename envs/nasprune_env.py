@@ -41,6 +41,8 @@ class NasPruneEnv(gym.Env):
     `cached: True`.
     """
 
+    action_space: spaces.Discrete
+
     metadata = {"render_modes": []}
 
     def __init__(
@@ -66,7 +68,7 @@ class NasPruneEnv(gym.Env):
             raise err.under("training") from None
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
         self._load_data()
-        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)  # type: ignore[type-abstract]  # mypy refuses an abstract class as type[T]; instantiate only checks against it
         if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
             raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
         self.reward_fn = reward_fn.with_reference(self._reference_costs())
@@ -112,7 +114,7 @@ class NasPruneEnv(gym.Env):
         designs = self.space.largest_designs() or [Design(())]
         nets = [build_model(d, shape[0], classes, self.space.stem_width) for d in designs]
         flops = [count_flops(n, shape) for n in nets]
-        reference = {
+        reference: dict[str, float] = {
             "flops": max(flops),
             "params": max(count_params(n) for n in nets),
             "size_bytes": max(model_size_bytes(n) for n in nets),
@@ -120,7 +122,7 @@ class NasPruneEnv(gym.Env):
         if self.training.latency_batch_size is not None:
             costliest = nets[flops.index(max(flops))]
             t = self.training
-            reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+            reference["latency_ms"] = measure_latency(costliest, shape, self.training.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:

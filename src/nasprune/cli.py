@@ -307,8 +307,8 @@ def main(args: Sequence[str] | None = None) -> None:
     except (ConfigError, HistoryError) as err:
         Console(stderr=True, soft_wrap=True).print(f"nasprune: error: {err}", markup=False, highlight=False)
         raise SystemExit(2) from None
-    history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
-    export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)
+    history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
+    export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
     if history is not None and history.best_path is not None:
         export_dir = export.export_dir if export is not None else None
         console.print("\n".join(run_summary(history.best_path, export_dir, history.history_path)), markup=False, highlight=False)

@@ -106,7 +106,9 @@ def instantiate(spec: Any, base: type[T], key: str, default: type[T] | None = No
 
 def packaged_configs() -> Path:
     """The folder of YAML configs shipped inside the installed package."""
-    return Path(importlib.import_module("nasprune.configs").__file__).parent
+    configs = importlib.import_module("nasprune.configs").__file__
+    assert configs is not None  # a regular package (it has an __init__.py)
+    return Path(configs).parent
 
 
 def resolve_config_path(value: str) -> str:

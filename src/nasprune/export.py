@@ -157,6 +157,7 @@ def export_design(
     datamodule, stem_width = env.datamodule, env.space.stem_width
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     result = evaluate_design(design, datamodule, training, stem_width, seed)
+    assert result.model is not None  # evaluate_design keeps the trained model
     net = result.model.cpu().eval()
 
     out_dir.mkdir(parents=True, exist_ok=True)
