@@ -118,12 +118,8 @@ class Reinforce(SearchStrategy):
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
-        self.lr = lr
-        self.baseline_decay = baseline_decay
-        self.entropy_weight = entropy_weight
-        self.gamma = gamma
-        self.normalize_advantages = normalize_advantages
-        self.rank_advantages = rank_advantages
+        self.lr, self.baseline_decay, self.entropy_weight, self.gamma = lr, baseline_decay, entropy_weight, gamma
+        self.normalize_advantages, self.rank_advantages = normalize_advantages, rank_advantages
         assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.policy = LSTMPolicy(
             observation_space, int(cast(spaces.Discrete, action_space).n), hidden_size, embedding_size, temperature, tanh_constant
