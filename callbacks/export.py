@@ -1,4 +1,4 @@
-"""At the end of a NasPrune search, export its best design (see `nasprune.export`)."""
+"""At the end of a NasPrune or PruneModel search, export its best network (see `nasprune.export`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.child import ChildTraining
+from nasprune.config import PositiveInt
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
-from nasprune.export import export_design, final_training as with_final_training
+from nasprune.envs.prune_model_env import PruneModelEnv
+from nasprune.export import DeploySettings, export_design, final_training as with_final_training
 from nasprune.records import Record, is_evaluated
 
 log = logging.getLogger(__name__)
@@ -25,14 +27,25 @@ class ExportBest(pl.Callback):
     finetune_epochs: 5}`): the search scores candidates cheaply, the shipped model gets the
     budget it deserves. Runs on envs other than NasPrune (CartPole, NAS-Bench-201) have no child
     network to ship and are left alone. `nasprune export RUN_DIR` does the same afterwards.
+    `int8` also writes the static int8 model of the whole network and measures float and int8 in
+    ONNX Runtime (`calibration_images`, `latency_batch_size`, `latency_threads`: see `DeploySettings`).
     """
 
     def __init__(
-        self, enabled: bool = True, final_training: dict[str, Any] | None = None, seed: int = 0, directory: str = "export"
+        self,
+        enabled: bool = True,
+        final_training: dict[str, Any] | None = None,
+        seed: int = 0,
+        directory: str = "export",
+        int8: bool = False,
+        calibration_images: PositiveInt = 256,
+        latency_batch_size: PositiveInt = 64,
+        latency_threads: PositiveInt = 1,
     ) -> None:
         self.enabled = enabled
         self.final_training = dict(final_training or {})
         with_final_training(ChildTraining(), self.final_training)  # unknown keys and bad values fail before the search
+        self.deploy = DeploySettings(int8, calibration_images, latency_batch_size, latency_threads)  # fails now if int8 cannot run
         self.seed = seed
         self.directory = directory
         self.best: Record | None = None
@@ -50,9 +63,9 @@ class ExportBest(pl.Callback):
     @rank_zero_only
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
-        if not self.enabled or self.best is None or not isinstance(env, NasPruneEnv):
+        if not self.enabled or self.best is None or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
         log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)
-        self.metrics = export_design(self.best, env, with_final_training(env.training, self.final_training), target, self.seed)
+        self.metrics = export_design(self.best, env, with_final_training(env.training, self.final_training), target, self.seed, self.deploy)
         self.export_dir = target

@@ -14,7 +14,7 @@ from nasprune.child.model import ChildNet, build_model
 from nasprune.child.module import ChildModule
 from nasprune.child.pipeline import ChildTraining, EvalResult, evaluate_design
 from nasprune.child.prune import IMPORTANCES, prune_child
-from nasprune.child.quantize import QuantizationReport, quantization_report, quantize_dynamic_int8
+from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
 from nasprune.child.rewards import AMCReward, HardBudgetReward, LinearReward, MnasNetReward, Reward, TargetWindowReward
 from nasprune.child.search_space import Design, LayerDesign, SearchSpace
 from nasprune.child.sparsity import AGPSparsity, agp_sparsity, apply_sparsity
@@ -37,13 +37,14 @@ __all__ = [
     "LinearReward",
     "MNISTDataModule",
     "MnasNetReward",
-    "QuantizationReport",
     "Reward",
     "SearchSpace",
     "TargetWindowReward",
     "TorchvisionDataModule",
+    "add_fake_quant",
     "agp_sparsity",
     "apply_sparsity",
+    "bitops",
     "build_model",
     "count_flops",
     "count_params",
@@ -53,6 +54,6 @@ __all__ = [
     "measure_latency",
     "model_size_bytes",
     "prune_child",
-    "quantization_report",
-    "quantize_dynamic_int8",
+    "remove_fake_quant",
+    "size_bits",
 ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from torchmetrics.classification import MulticlassAccuracy
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -28,6 +30,21 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(counter.get_total_flops())
     finally:
         model.train(was_training)
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int) -> float:
+    """Accuracy in [0, 1] of `model` (eval mode) over `batches`: Lightning's `val/acc` without a Trainer's set-up."""
+    metric = MulticlassAccuracy(num_classes=num_classes, average="micro")
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    try:
+        for x, y in batches:
+            metric.update(model(x.to(device)).cpu(), y)
+    finally:
+        model.train(was_training)
+    return float(metric.compute())
 
 
 def count_params(model: nn.Module) -> int:

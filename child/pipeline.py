@@ -15,18 +15,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import islice
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from nasprune.child.data import ChildDataModule
+from nasprune.child.deploy import require_deploy, score_int8
 from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
 from nasprune.child.model import ChildNet, build_model
 from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
+from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
 from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, UnitRatio
@@ -46,6 +48,10 @@ class ChildTraining:
     linear weights, one-shot before fine-tuning or on AGP's schedule during it) is reported apart:
     it does not reduce dense FLOPs or latency. `distill_alpha` > 0 fine-tunes with distillation
     from the unpruned trained child. `latency_batch_size` turns on the measured CPU latency.
+    Scoring: a design with bit-widths is fine-tuned and scored with fake quantization at them
+    (`nasprune.child.quantize`); `quantize: int8` scores the deployed model instead of the float
+    one — the accuracy and latency the reward sees are those of its static int8 ONNX model in ONNX
+    Runtime, calibrated on `calibration_images` training images (`nasprune.child.deploy`).
     """
 
     epochs: NonNegativeInt = 3
@@ -70,6 +76,8 @@ class ChildTraining:
     latency_batch_size: PositiveInt | None = None
     latency_warmup: NonNegativeInt = 3
     latency_repeats: PositiveInt = 10
+    quantize: Literal["none", "int8"] = "none"
+    calibration_images: PositiveInt = 256
     log_curves: bool = False  # record each epoch's train/loss and train/acc (EvalResult.curves, info["child_curves"])
 
     def __post_init__(self) -> None:
@@ -82,6 +90,8 @@ class ChildTraining:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
+        if self.quantize == "int8":
+            require_deploy("quantize")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | ChildTraining | None) -> ChildTraining:
@@ -93,12 +103,16 @@ class EvalResult:
     """What one evaluation measured. Accuracy in [0, 1]; FLOPs per example (2×MACs); seconds wall, per
     stage (`train`, `validate` of the unpruned child, `prune`, `finetune`, `score`, `latency`).
 
-    `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it.
+    `model` is the pruned, fine-tuned network itself, for whoever exports or inspects it (with
+    bit-widths: a plain network whose weights lie on their bit grids, the fake quantizers removed).
     `size_bytes` is its serialised state dict; `latency_ms` the median CPU forward time of a
     `latency_batch_size` batch (None when not measured); `sparsity` the share of zero conv/linear
     weights (unstructured pruning; dense FLOPs do not change with it). `curves` (with
     `ChildTraining.log_curves`): per fit stage (`train`, `finetune`) and metric (`loss`, `acc`),
-    one value per epoch.
+    one value per epoch. `size_bits` and `bitops` are the bit-width costs (`nasprune.child.quantize`).
+    With `ChildTraining.quantize` int8, `accuracy` and `latency_ms` are the deployed int8 model's
+    (in ONNX Runtime) and `accuracy_float`, `latency_ms_float` the float one's; `size_bytes_int8` is
+    its file size.
     """
 
     accuracy: float
@@ -114,6 +128,11 @@ class EvalResult:
     sparsity: float = 0.0
     latency_ms: float | None = None
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict, repr=False)
+    size_bits: int = 0
+    bitops: int = 0
+    accuracy_float: float | None = None
+    latency_ms_float: float | None = None
+    size_bytes_int8: int | None = None
 
     def metrics(self) -> dict[str, float]:
         flat: dict[str, float] = {
@@ -257,6 +276,8 @@ def evaluate_design(
     """
     from nasprune.child.distributed import evaluate_in_processes, needs_own_processes  # it imports this module
 
+    if training.sparsity > 0 and any(layer.bits is not None for layer in design.layers):
+        raise ValueError("unstructured sparsity does not combine with bit-widths (fake-quantized weights); use one")
     if needs_own_processes(training):
         return evaluate_in_processes(design, datamodule, training, stem_width, seed)
     seconds: dict[str, float] = {}
@@ -271,6 +292,8 @@ def evaluate_design(
         teacher, sparsity_callbacks = _prune(net, datamodule, training, seconds)
         curves["finetune"], module = _finetune(net, datamodule, training, teacher, sparsity_callbacks, seconds)
         scores = _score(net, module, datamodule, training, seconds)
+        if training.quantize == "int8":
+            scores = _score_int8(net, datamodule, training, scores, seconds)
     flops_unpruned, params_unpruned, size_unpruned = unpruned
     return EvalResult(
         **scores,
@@ -303,6 +326,7 @@ def _prune(
     if training.importance in GRADIENT_IMPORTANCES:
         calibration = list(islice(iter(datamodule.train_dataloader()), training.calibration_batches))
     prune_child(net, datamodule.input_shape, training.importance, calibration)
+    add_fake_quant(net)  # quantization-aware fine-tuning at the design's bit-widths (float: a no-op)
     callbacks: list[pl.Callback] = []
     if training.sparsity > 0 and (training.sparsity_schedule == "oneshot" or training.finetune_epochs == 0):
         apply_sparsity(net, training.sparsity)
@@ -329,18 +353,43 @@ def _finetune(
     return curves, module
 
 
+def timed_latency(net: nn.Module, shape: tuple[int, ...], training: ChildTraining, seconds: dict[str, float]) -> float | None:
+    """The CPU latency `training` asks for (None unless `latency_batch_size` is set), its wall time in `seconds`."""
+    if training.latency_batch_size is None:
+        return None
+    start = time.perf_counter()
+    latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
+    seconds["latency"] = time.perf_counter() - start
+    return latency
+
+
 def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
     """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
     shape = datamodule.input_shape
     start = time.perf_counter()
     accuracy = _validate(module, datamodule, training)
+    remove_fake_quant(net)  # scored with fake quantization; kept (and timed) with its weights on their grids
     flops, params = count_flops(net, shape), count_params(net)
     zeros, weights = count_zeros(net)
     size = model_size_bytes(net)
+    costs = {"size_bits": size_bits(net), "bitops": bitops(net, shape)}
     seconds["score"] = time.perf_counter() - start
-    latency = None
-    if training.latency_batch_size is not None:
-        start = time.perf_counter()
-        latency = measure_latency(net, shape, training.latency_batch_size, training.latency_warmup, training.latency_repeats)
-        seconds["latency"] = time.perf_counter() - start
-    return {"accuracy": accuracy, "flops": flops, "params": params, "size_bytes": size, "sparsity": zeros / weights, "latency_ms": latency}
+    latency = timed_latency(net, shape, training, seconds)
+    scores = {"accuracy": accuracy, "flops": flops, "params": params, "size_bytes": size, "sparsity": zeros / weights, "latency_ms": latency}
+    return {**scores, **costs}
+
+
+def _score_int8(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, scores: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    """`scores` with the deployed int8 model's accuracy and latency in place of the float ones (kept apart)."""
+    start = time.perf_counter()
+    t = training
+    deployed = score_int8(net, datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+    seconds["int8"] = time.perf_counter() - start
+    return {
+        **scores,
+        "accuracy": deployed["accuracy"],
+        "latency_ms": deployed.get("latency_ms"),
+        "accuracy_float": scores["accuracy"],
+        "latency_ms_float": scores["latency_ms"],
+        "size_bytes_int8": deployed["size_bytes"],
+    }

@@ -2,7 +2,8 @@
 
 Each maps a child's measured metrics to the reward and the parts it is made of; every part
 goes into the env step's `info` (under `reward/…`). Costs name a metric of the evaluation:
-`flops`, `params`, `size_bytes` or `latency_ms` (the last needs `training.latency_batch_size`).
+`flops`, `params`, `size_bytes`, `latency_ms` (it needs `training.latency_batch_size`), or the
+bit-width costs `size_bits` (Σ params × bits) and `bitops` (Σ MACs × weight bits × activation bits).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Literal, get_args
 from nasprune.config import ConfigError, NonNegativeFloat, NonPositiveFloat, PositiveFloat, UnitRatio
 
 # Costs the CLI accepts (jsonargparse checks the Literal); a metric the evaluation measures
-Cost = Literal["flops", "params", "size_bytes", "latency_ms"]
+Cost = Literal["flops", "params", "size_bytes", "latency_ms", "size_bits", "bitops"]
 COSTS: tuple[str, ...] = get_args(Cost)
 
 

@@ -1,4 +1,4 @@
-"""The joint search space: per layer an operation, a width, a prune ratio, a downsampling, a skip.
+"""The joint search space: per layer an operation, a width, a prune ratio, a bit-width, a downsampling, a skip.
 
 A search space is data (YAML), turned into a fixed sequence of categorical decisions. A `Design`
 is the canonical record of one point in it: decisions that cannot matter (the width or prune
@@ -11,7 +11,7 @@ is also combined with `hj`, added (through a 1×1 projection) or concatenated.
 
 Invalid combinations are **masked out** by `SearchSpace.action_mask`, which the env turns into the
 observation's `action_mask`: a 1×1 feature map is never downsampled (so the spatial size cannot
-collapse below 1), an identity cannot stride, a weightless op takes no width, ratio or skip. A
+collapse below 1), an identity cannot stride, a weightless op takes no width, ratio, bit-width or skip. A
 `Design` built by hand is checked by `Design.feature_sizes` before any training (a clear `ValueError`).
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast, get_args
 
-from nasprune.config import ConfigError, PositiveInt, UnitRatio
+from nasprune.config import MAX_BITS, MIN_BITS, BitWidth, ConfigError, PositiveInt, UnitRatio
 
 # An op is a family and, for all but identity, an odd square kernel: conv3x3, sepconv5x5, maxpool3x3, …
 WEIGHTED_FAMILIES: tuple[str, ...] = ("conv", "sepconv")
@@ -66,7 +66,8 @@ class LayerDesign:
 
     `downsample` halves the feature map (`stride`: the op strides; `maxpool`/`avgpool`: a 2×2 pool
     follows it). `skip` is the index of the earlier feature map combined with the layer's output
-    (`None`: no skip), `skip_mode` how (`add` or `concat`).
+    (`None`: no skip), `skip_mode` how (`add` or `concat`). `bits` is the bit-width of the layer's
+    weights (`None`: float; see `nasprune.child.quantize`).
     """
 
     op: str
@@ -75,6 +76,7 @@ class LayerDesign:
     downsample: str = "none"
     skip: int | None = None
     skip_mode: str = "add"
+    bits: BitWidth | None = None
 
     def __post_init__(self) -> None:
         parse_op(self.op)
@@ -84,12 +86,15 @@ class LayerDesign:
             raise ValueError(f"unknown skip mode {self.skip_mode!r}; allowed: {', '.join(SKIP_MODES)}")
         if self.op == "identity" and self.downsample == "stride":
             raise ValueError("an identity op cannot stride; use downsample 'maxpool' or 'avgpool'")
+        if self.bits is not None and (not isinstance(self.bits, int) or not MIN_BITS <= self.bits <= MAX_BITS):
+            raise ValueError(f"bits must be an integer in {MIN_BITS}..{MAX_BITS} or null (float), got {self.bits!r}")
         if is_weighted(self.op) and self.width is None:
             raise ValueError(f"op {self.op!r} needs a width (its output channels)")
         if not is_weighted(self.op):
             object.__setattr__(self, "width", None)
             object.__setattr__(self, "prune_ratio", 0.0)
             object.__setattr__(self, "skip", None)
+            object.__setattr__(self, "bits", None)
         else:
             object.__setattr__(self, "prune_ratio", float(self.prune_ratio))
         if self.skip is None:
@@ -117,10 +122,14 @@ class LayerDesign:
             del data["downsample"]
         if self.skip is None:
             del data["skip"], data["skip_mode"]
+        if self.bits is None:
+            del data["bits"]
         return data
 
     def __str__(self) -> str:
         text = self.op if self.width is None else f"{self.op}:{self.width}@{self.prune_ratio:g}"
+        if self.bits is not None:
+            text += f"w{self.bits}"
         if self.downsample != "none":
             text += "/2" if self.downsample == "stride" else f"/{self.downsample}"
         if self.skip is not None:
@@ -183,20 +192,22 @@ class Decision:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Layers × (op, width, prune ratio[, downsampling][, skip, skip mode]), from YAML, validated.
+    """Layers × (op, width, prune ratio[, bits][, downsampling][, skip, skip mode]), from YAML, validated.
 
-    The per-layer decisions are op, width and prune ratio, then `downsample` when more than one
+    The per-layer decisions are op, width and prune ratio, then the weights' bit-width when `bits`
+    lists any (e.g. `[8, 4]`; empty: float, no decision), then `downsample` when more than one
     downsampling is offered, then `skip` (none or one of h0..h(i)) and `skip_mode` when `skips` is on.
 
     With a fixed `architecture` (a list of layers: op, width, downsample, skip, skip_mode) only the
-    prune ratio of each weighted layer is searched, as in AMC; `num_layers`, `ops`, `widths`,
-    `downsample` and `skips` are then taken from it.
+    prune ratio (and, with `bits`, the bit-width) of each weighted layer is searched, as in AMC;
+    `num_layers`, `ops`, `widths`, `downsample` and `skips` are then taken from it.
     """
 
     num_layers: PositiveInt = 3
     ops: tuple[str, ...] = DEFAULT_OPS
     widths: tuple[PositiveInt, ...] = (8, 16, 32)
     prune_ratios: tuple[UnitRatio, ...] = (0.0, 0.25, 0.5, 0.75)
+    bits: tuple[BitWidth, ...] = ()
     stem_width: PositiveInt = 16
     downsample: tuple[Downsample, ...] = ("none",)
     skips: bool = False
@@ -208,17 +219,19 @@ class SearchSpace:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "prune_ratios", tuple(float(r) for r in self.prune_ratios))
+        object.__setattr__(self, "bits", tuple(self.bits))
         object.__setattr__(self, "downsample", tuple(self.downsample))
         object.__setattr__(self, "skip_modes", tuple(self.skip_modes))
         if self.architecture is not None:
             self._adopt_architecture()
         self._validate()
         if self.architecture is not None:
-            decisions = [
-                Decision(index, "prune_ratio", self.prune_ratios)
-                for index, layer in enumerate(self.architecture)
-                if layer.width is not None
-            ]
+            decisions = []
+            for index, layer in enumerate(self.architecture):
+                if layer.width is not None:
+                    decisions.append(Decision(index, "prune_ratio", self.prune_ratios))
+                    if self.bits:
+                        decisions.append(Decision(index, "bits", self.bits))
             object.__setattr__(self, "decisions", tuple(decisions))
             return
         decisions = []
@@ -228,6 +241,8 @@ class SearchSpace:
                 Decision(layer, "width", self.widths),
                 Decision(layer, "prune_ratio", self.prune_ratios),
             ]
+            if self.bits:
+                decisions.append(Decision(layer, "bits", self.bits))
             if len(self.downsample) > 1:
                 decisions.append(Decision(layer, "downsample", self.downsample))
             if self.skips:
@@ -273,6 +288,8 @@ class SearchSpace:
             )
         if self.downsample[0] != "none":
             raise ConfigError("downsample", f"must start with 'none' (the choice left when a map is 1×1), got {list(self.downsample)}")
+        if len(set(self.bits)) != len(self.bits):
+            raise ConfigError("bits", f"has duplicate values {list(self.bits)}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | SearchSpace | None) -> SearchSpace:
@@ -306,7 +323,7 @@ class SearchSpace:
         if decision.field == "op":
             return [True] * len(decision.choices)
         weighted = is_weighted(current["op"])
-        if decision.field in ("width", "prune_ratio", "skip") and not weighted:
+        if decision.field in ("width", "prune_ratio", "bits", "skip") and not weighted:
             return only_first
         if decision.field == "skip_mode" and current.get("skip") is None:
             return only_first
@@ -329,16 +346,19 @@ class SearchSpace:
         if len(actions) != len(self.decisions):
             raise ValueError(f"expected {len(self.decisions)} actions, got {len(actions)}")
         if self.architecture is not None:
-            ratios = {d.layer: d.choices[a] for d, a in zip(self.decisions, actions)}
-            return Design(tuple(replace(layer, prune_ratio=ratios.get(i, 0.0)) for i, layer in enumerate(self.architecture)))
+            chosen: dict[int, dict[str, Any]] = {}  # weighted layers only: not one entry per layer
+            for decision, action in zip(self.decisions, actions):
+                chosen.setdefault(decision.layer, {})[decision.field] = decision.choices[action]
+            return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)))
         return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)))
 
     def largest_designs(self) -> list[Design]:
         """Candidates for the cost ceiling: per weighted op, every layer at the widest width, unpruned,
-        without downsampling, and (when skips are on) each skip mode from the layer's own input;
-        for a fixed architecture, itself unpruned."""
+        without downsampling, at the largest bit-width, and (when skips are on) each skip mode from the
+        layer's own input; for a fixed architecture, itself unpruned at the largest bit-width."""
+        bits = max(self.bits, default=None)
         if self.architecture is not None:
-            return [Design(tuple(replace(layer, prune_ratio=0.0) for layer in self.architecture))]
+            return [Design(tuple(replace(layer, prune_ratio=0.0, bits=bits) for layer in self.architecture))]
         width = max(self.widths)
         skip_variants: list[tuple[int | None, str]] = [(None, "add")]
         if self.skips:
@@ -349,6 +369,6 @@ class SearchSpace:
                 continue
             for skip, mode in skip_variants:
                 designs.append(
-                    Design(tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode) for i in range(self.num_layers)))
+                    Design(tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode, bits=bits) for i in range(self.num_layers)))
                 )
         return designs

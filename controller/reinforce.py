@@ -6,6 +6,16 @@ One training step = one update from a batch of freshly played episodes:
     b_t        ← decay · b_t + (1 − decay) · mean over episodes of G_t
 With `rank_advantages`, advantage_t is instead the centred rank of G_t among the update's episodes.
 
+`distinct_designs` (off by default) is for NAS envs (one design per episode, one reward at its
+end): sampling without replacement. Designs already evaluated are masked out,
+  decision by decision (`DesignTree.unexplored`), in acting and in the replay that computes
+  log π, so every episode evaluates a new design and the gradient is that of the policy that was
+  sampled. A repeat teaches nothing: the env would return the cached result. A peaked policy then
+  samples the most probable designs it has not tried, which are its mode's near neighbours.
+  Episodes of one update are sampled before any of them is evaluated; at their last decision
+  (when every design so far has the same length), each also avoids the designs completed by the
+  update's earlier episodes, so a batch holds no design twice either.
+
 The baseline is kept per step index. In a NAS env (one reward at the end, γ = 1) every G_t is
 the episode's reward, so all b_t equal the classic EMA of rewards; in a dense-reward env
 (CartPole) b_t tracks how much return usually remains at step t, and once the policy is good the
@@ -23,11 +33,12 @@ from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
 from nasprune.config import ConfigError
+from nasprune.controller.design_tree import Design, DesignTree
 from nasprune.controller.episode import Episode
 from nasprune.controller.policy import LSTMPolicy
 from nasprune.controller.strategy import SearchStrategy
 
-RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
+RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, list[Design]]  # LSTM state, previous actions, actions so far
 
 
 def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
@@ -87,6 +98,7 @@ class Reinforce(SearchStrategy):
         tanh_constant: float | None = None,
         normalize_advantages: bool = False,
         rank_advantages: bool = False,
+        distinct_designs: bool = False,
         recent_window: int = 20,
     ) -> None:
         """
@@ -107,6 +119,8 @@ class Reinforce(SearchStrategy):
                 in [−½, ½] (the fitness shaping of natural evolution strategies, Wierstra et al. 2014;
                 Salimans et al. 2017). A NAS reward's outliers — a broken cell at 10% next to good
                 ones at 90% — then cannot flatten the differences between the good designs.
+            distinct_designs: never sample a design evaluated before (needs an `action_mask` in
+                the observations; see the module docstring).
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -117,10 +131,15 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.rank_advantages", "choose one of normalize_advantages and rank_advantages")
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
+        if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
+            raise ConfigError("model.init_args.distinct_designs", "needs an env whose observations carry an action_mask")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
         self.lr, self.baseline_decay, self.entropy_weight, self.gamma = lr, baseline_decay, entropy_weight, gamma
         self.normalize_advantages, self.rank_advantages = normalize_advantages, rank_advantages
+        self.distinct_designs = distinct_designs
         assert observation_space is not None and action_space is not None  # the CLI links them from the data module
+        self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
+        self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
         self.policy = LSTMPolicy(
             observation_space, int(cast(spaces.Discrete, action_space).n), hidden_size, embedding_size, temperature, tanh_constant
         )
@@ -142,11 +161,15 @@ class Reinforce(SearchStrategy):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["sampler_rng"] = self.sampler.get_state()
+        if self.distinct_designs:
+            checkpoint["designs"] = self.designs.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if "sampler_rng" in checkpoint:
             self.sampler.set_state(checkpoint["sampler_rng"])
+        if "designs" in checkpoint:
+            self.designs.load_state_dict(checkpoint["designs"])
 
     # ---- acting (called by the data module while it plays episodes) ----
 
@@ -154,7 +177,7 @@ class Reinforce(SearchStrategy):
         return self.initial_states(1)
 
     def initial_states(self, n: int) -> RecurrentState:
-        return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device)
+        return self.policy.initial_state(n, self.device), self.policy.start_actions(n, self.device), [() for _ in range(n)]
 
     def act(self, observation: Any, state: RecurrentState, greedy: bool = False) -> tuple[int, RecurrentState]:
         (action,), state = self.act_batch([observation], state, greedy)
@@ -165,20 +188,61 @@ class Reinforce(SearchStrategy):
         self, observations: Sequence[Any], states: RecurrentState, greedy: bool = False
     ) -> tuple[list[int], RecurrentState]:
         """One batched forward of the policy for several episodes played side by side."""
-        recurrent, prev_action = states
+        recurrent, prev_action, prefixes = states
         obs = batch_observations(self.observation_space, observations, self.device)
+        if self.distinct_designs:
+            obs["action_mask"] = self._unexplored_masks(obs["action_mask"], prefixes)
         logits, recurrent = self.policy(obs, prev_action, recurrent)
         if greedy:
             action = logits.argmax(dim=-1)
         else:
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             action = torch.multinomial(probs, 1, generator=self.sampler).squeeze(1).to(logits.device)
-        return action.tolist(), (recurrent, action)
+            if self.distinct_designs:
+                action = self._avoid_taken(action, probs, obs["action_mask"].cpu(), prefixes)
+        actions = action.tolist()
+        return actions, (recurrent, action, [prefix + (a,) for prefix, a in zip(prefixes, actions)])
+
+    def _taken_children(self, prefix: Design, mask: torch.Tensor, taken: set[Design]) -> list[int]:
+        """The allowed last decisions after `prefix` that would complete a design in `taken`; none
+        if they are all of the allowed ones (the sample then repeats a design)."""
+        allowed = torch.nonzero(mask).flatten().tolist()
+        excluded = [a for a in allowed if prefix + (a,) in taken]
+        return excluded if len(excluded) < len(allowed) else []
+
+    def _avoid_taken(self, action: torch.Tensor, probs: torch.Tensor, masks: torch.Tensor, prefixes: Sequence[Design]) -> torch.Tensor:
+        """At a design's last decision, redraw it, one episode after the other, without the
+        designs the update's earlier episodes completed (the replay masks them the same way)."""
+        length = self.designs.length
+        for i, prefix in enumerate(prefixes):
+            if length is None or len(prefix) != length - 1 or not masks[i].any():
+                continue
+            excluded = self._taken_children(prefix, masks[i], self.taken)
+            if excluded:
+                p = probs[i].clone()
+                p[excluded] = 0.0
+                if p.sum() == 0:  # every remaining probability underflowed: uniform over the rest
+                    p = masks[i].float()
+                    p[excluded] = 0.0
+                action[i] = torch.multinomial(p, 1, generator=self.sampler).item()
+            self.taken.add(prefix + (int(action[i]),))
+        return action
+
+    def _unexplored_masks(self, masks: torch.Tensor, prefixes: Sequence[Design]) -> torch.Tensor:
+        """The env's masks [batch, actions] less the actions whose every continuation was evaluated."""
+        if not self.designs.closed:
+            return masks
+        rows = masks.cpu().numpy()
+        out = np.stack([self.designs.unexplored(prefix, row) for prefix, row in zip(prefixes, rows)])
+        return torch.as_tensor(out, device=masks.device)
 
     # ---- learning ----
 
-    def _replay(self, episodes: Sequence[Episode]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probabilities and entropies of the taken actions, with gradients: [episodes, steps]."""
+    def _replay(self, episodes: Sequence[Episode], unexplored: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies of the taken actions, with gradients: [episodes, steps].
+
+        `unexplored`: under the masks they were sampled with (`distinct_designs`, before this
+        batch joins the tree)."""
         n, steps = len(episodes), max(len(ep) for ep in episodes)
         valid = torch.zeros(n, steps, device=self.device)
         actions = torch.zeros(n, steps, dtype=torch.long, device=self.device)
@@ -189,6 +253,16 @@ class Reinforce(SearchStrategy):
         obs = batch_observations(
             self.observation_space, [ep.observations[min(t, len(ep) - 1)] for ep in episodes for t in range(steps)], self.device
         )
+        if unexplored:
+            prefixes = [tuple(ep.actions[: min(t, len(ep) - 1)]) for ep in episodes for t in range(steps)]
+            masks = self._unexplored_masks(obs["action_mask"], prefixes).clone()
+            length, taken = self.designs.length, set[Design]()
+            for i, episode in enumerate(episodes):
+                if length is not None and len(episode) == length:
+                    row = i * steps + length - 1
+                    masks[row, self._taken_children(tuple(episode.actions[:-1]), masks[row], taken)] = 0
+                    taken.add(tuple(episode.actions))
+            obs["action_mask"] = masks
         prev_actions = torch.cat([self.policy.start_actions(n, self.device).unsqueeze(1), actions[:, :-1]], dim=1)
         logits, _ = self.policy.forward_sequence(obs, prev_actions, self.policy.initial_state(n, self.device))
         log_policy = torch.log_softmax(logits, dim=-1)
@@ -199,7 +273,7 @@ class Reinforce(SearchStrategy):
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
-        log_probs, entropies, valid = self._replay(episodes)
+        log_probs, entropies, valid = self._replay(episodes, unexplored=self.distinct_designs)
         returns = discounted_returns(episodes, self.gamma).to(self.device)
         steps = returns.shape[1]
         if self.baseline.numel() < steps:
@@ -221,6 +295,10 @@ class Reinforce(SearchStrategy):
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.entropy_weight * entropy
+        if self.distinct_designs:
+            for episode in episodes:
+                self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
+            self.taken.clear()
 
         self.log_search(
             episodes,

@@ -12,14 +12,16 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.child.data import ChildDataModule, DigitsDataModule
+from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
-from nasprune.envs.cache import EvaluationCache
+from nasprune.envs.cache import EvaluationCache, timed_lookup
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +68,12 @@ class NasPruneEnv(gym.Env):
             self.training = ChildTraining.from_config(training)
         except ConfigError as err:
             raise err.under("training") from None
+        if self.space.bits and self.training.sparsity > 0:
+            raise ConfigError("training.sparsity", "unstructured sparsity does not combine with search_space.bits (fake-quantized weights); use one")
         self.datamodule = instantiate(datamodule, ChildDataModule, "datamodule", default=DigitsDataModule)
-        self._load_data()
-        reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)  # type: ignore[type-abstract]  # mypy refuses an abstract class as type[T]; instantiate only checks against it
-        if "latency_ms" in reward_fn.metrics_needed and self.training.latency_batch_size is None:
-            raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
-        self.reward_fn = reward_fn.with_reference(self._reference_costs())
-        self.failure_reward = float(failure_reward)
-        if not np.isfinite(self.failure_reward):
-            raise ConfigError("failure_reward", f"must be a finite number, got {failure_reward!r}")
+        load_data(self.datamodule)
+        self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
+        self.failure_reward = check_failure_reward(failure_reward)
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -91,19 +90,6 @@ class NasPruneEnv(gym.Env):
         self._actions: list[int] = []
         self._over = False  # set by a masked action: the episode ended before its last decision
 
-    def _load_data(self) -> None:
-        """Load the child data now, so a missing or corrupt data root stops the run before any search."""
-        try:
-            self.datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
-            self.datamodule.setup("fit")
-        except ConfigError as err:
-            raise err.under("datamodule.init_args") from None
-        except (OSError, RuntimeError, ValueError) as err:
-            root = getattr(self.datamodule, "root", None) or getattr(self.datamodule, "hparams", {}).get("root")
-            where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
-            prefix = "" if where is None or where in str(err) else f"{where}: "
-            raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(self.datamodule).__name__} ({type(err).__name__}: {err})") from None
-
     def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add evaluations finished elsewhere (this run's history, other env copies) to the cache."""
         return 0 if self.cache is None else self.cache.remember(records)
@@ -118,11 +104,17 @@ class NasPruneEnv(gym.Env):
             "flops": max(flops),
             "params": max(count_params(n) for n in nets),
             "size_bytes": max(model_size_bytes(n) for n in nets),
+            "size_bits": max(size_bits(n) for n in nets),
+            "bitops": max(bitops(n, shape) for n in nets),
         }
         if self.training.latency_batch_size is not None:
             costliest = nets[flops.index(max(flops))]
             t = self.training
-            reference["latency_ms"] = measure_latency(costliest, shape, self.training.latency_batch_size, t.latency_warmup, t.latency_repeats)
+            if t.quantize == "int8":  # the reward sees deployed latencies: the reference is one too
+                deployed = score_int8(costliest, self.datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+                reference["latency_ms"] = deployed["latency_ms"]
+            else:
+                reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:
@@ -160,11 +152,10 @@ class NasPruneEnv(gym.Env):
     def _evaluate(self, design: Design) -> tuple[float, dict[str, Any]]:
         key = design.to_json()
         child_seed = int(self.np_random.integers(2**31))
-        start = time.perf_counter()
-        cached = self.cache.lookup(key) if self.cache is not None else None
+        cached = timed_lookup(self.cache, key)
         if cached is not None:
-            cached["seconds/evaluate"] = time.perf_counter() - start
             return float(cached["reward"]), cached
+        start = time.perf_counter()
         info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:
             shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
@@ -187,6 +178,34 @@ class NasPruneEnv(gym.Env):
         if self.cache is not None:
             self.cache.add(key, info)
         return float(info["reward"]), info
+
+
+def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTraining) -> Reward:
+    """The configured reward (a `LinearReward` by default), refused if it needs a cost the training does not measure."""
+    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+    if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
+        raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
+    return reward_fn
+
+
+def check_failure_reward(value: float) -> float:
+    if not np.isfinite(float(value)):
+        raise ConfigError("failure_reward", f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def load_data(datamodule: ChildDataModule) -> None:
+    """Load the child data now, so a missing or corrupt data root stops the run before any search."""
+    try:
+        datamodule.prepare_data()  # a data set that is neither here nor downloadable fails here
+        datamodule.setup("fit")
+    except ConfigError as err:
+        raise err.under("datamodule.init_args") from None
+    except (OSError, RuntimeError, ValueError) as err:
+        root = getattr(datamodule, "root", None) or getattr(datamodule, "hparams", {}).get("root")
+        where = next((str(p) for p in (getattr(err, "filename", None), root) if p), None)
+        prefix = "" if where is None or where in str(err) else f"{where}: "
+        raise ConfigError("datamodule", f"{prefix}cannot load the data of {type(datamodule).__name__} ({type(err).__name__}: {err})") from None
 
 
 def _design_key(record: Mapping[str, Any]) -> str | None:

@@ -13,6 +13,19 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The start of a script for a fresh interpreter that refuses to import nasprune: exported files must be enough.
+WITHOUT_NASPRUNE = """
+import sys
+
+class NoNasprune:
+    def find_spec(self, name, path=None, target=None):
+        if name == "nasprune" or name.startswith("nasprune."):
+            raise ImportError("nasprune must not be imported here")
+        return None
+
+sys.meta_path.insert(0, NoNasprune())
+"""
+
 
 @pytest.fixture
 def repo() -> Path:

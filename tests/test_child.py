@@ -18,8 +18,6 @@ from nasprune.child import (
     evaluate_design,
     model_size_bytes,
     prune_child,
-    quantization_report,
-    quantize_dynamic_int8,
 )
 from nasprune.config import ConfigError
 
@@ -146,24 +144,6 @@ def test_a_skip_design_with_every_option_trains_prunes_and_scores(rich_result: E
     assert result.latency_ms > 0 and result.metrics()["latency_ms"] == result.latency_ms
     assert {"seconds/train", "seconds/prune", "seconds/finetune", "seconds/score", "seconds/latency"} <= set(result.metrics())
     assert not any(hasattr(m, "weight_orig") for m in result.model.modules())  # masks folded into the weights
-
-
-def test_int8_quantization_report(rich_result: EvalResult) -> None:
-    datamodule = DigitsDataModule()
-    datamodule.setup("test")
-    quantized, report = quantization_report(rich_result.model, datamodule.test_dataloader())
-    assert isinstance(quantized.classifier, torch.ao.nn.quantized.dynamic.Linear)
-    assert report.size_bytes_float == model_size_bytes(rich_result.model)
-    assert report.size_bytes_int8 == model_size_bytes(quantized)
-    assert abs(report.accuracy_int8 - report.accuracy_float) <= 0.02
-    assert report.metrics()["quantization/accuracy_int8"] == report.accuracy_int8
-
-
-def test_int8_linear_weights_take_a_quarter_of_the_bytes() -> None:
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, CLASSES))
-    float_bytes = 4 * (64 * 512 + 512 * CLASSES)
-    saved = model_size_bytes(mlp) - model_size_bytes(quantize_dynamic_int8(mlp))
-    assert saved == pytest.approx(float_bytes * 3 / 4, rel=0.02)  # int8 weights; biases stay float
 
 
 def test_a_collapsing_design_fails_before_training() -> None:

@@ -12,22 +12,14 @@ import pytest
 import torch
 import yaml
 
+from conftest import WITHOUT_NASPRUNE
 from nasprune.child import DigitsDataModule, count_flops, count_params
 from nasprune.cli import main
 from nasprune.export import held_out_accuracy, load_checkpoint, read_history
 
 # Runs in a fresh interpreter that refuses to import nasprune: the TorchScript file must be enough.
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = WITHOUT_NASPRUNE + textwrap.dedent(
     """
-    import sys
-
-    class NoNasprune:
-        def find_spec(self, name, path=None, target=None):
-            if name == "nasprune" or name.startswith("nasprune."):
-                raise ImportError("nasprune must not be imported here")
-            return None
-
-    sys.meta_path.insert(0, NoNasprune())
     import torch
 
     model = torch.jit.load(sys.argv[1])

@@ -102,6 +102,19 @@ class NasPruneCLI(LightningCLI):
             kwargs.setdefault("callbacks", [*callbacks, SearchProgressBar()])
         return super().instantiate_trainer(**kwargs)
 
+    def instantiate_classes(self) -> None:
+        """A strategy's or a data module's own `ConfigError` reaches the user as it is, not inside
+        jsonargparse's report of every type it tried."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, ConfigError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
     def before_fit(self) -> None:
         """`command.txt` in the run directory: how to make this run again (`nasprune report` quotes it)."""
         if self.command and self.trainer.is_global_zero:
@@ -231,6 +244,9 @@ def _after_run_parser() -> argparse.ArgumentParser:
     export.add_argument("--epochs", type=int, default=None, help="override export.final_training.epochs")
     export.add_argument("--finetune-epochs", type=int, default=None, help="override export.final_training.finetune_epochs")
     export.add_argument("--seed", type=int, default=None, help="override export.seed")
+    export.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=None, help="also write model.int8.onnx (override export.int8)"
+    )
     report = commands.add_parser("report", help="write report.png and report.md for a run")
     report.add_argument("run_dir", type=Path, help="the run's log directory, e.g. runs/digits/lightning_logs/version_0")
     report.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR)")
@@ -249,7 +265,7 @@ def _after_run(args: Sequence[str], console: Console) -> None:
         return
     overrides = dict((read_run_config(options.run_dir).get("export") or {}).get("final_training") or {})
     overrides.update({k: v for k, v in (("epochs", options.epochs), ("finetune_epochs", options.finetune_epochs)) if v is not None})
-    target = export_run(options.run_dir, options.out, overrides, options.seed)
+    target = export_run(options.run_dir, options.out, overrides, options.seed, options.int8)
     console.print(f"export: {target}", markup=False, highlight=False)
 
 

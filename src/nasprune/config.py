@@ -8,13 +8,17 @@ mapping into its object there.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+# The weight bit-widths a searched layer may take (`BitWidth`).
+MIN_BITS, MAX_BITS = 2, 8
 
 # Number types jsonargparse checks when it parses a config (the error names the key). Type
 # checkers see the plain number types: jsonargparse makes these classes at runtime.
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     ClosedUnitInterval: TypeAlias = float
     OpenUnitInterval: TypeAlias = float
     UnitRatio: TypeAlias = float
+    BitWidth: TypeAlias = int
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
@@ -40,6 +45,7 @@ else:
 
     NonPositiveFloat = restricted_number_type("NonPositiveFloat", float, ("<=", 0), docstring="float restricted to be ≤0")
     UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
+    BitWidth = restricted_number_type("BitWidth", int, [(">=", MIN_BITS), ("<=", MAX_BITS)], docstring="int restricted to 2..8")
 
 
 class ConfigError(ValueError):
@@ -53,6 +59,27 @@ class ConfigError(ValueError):
     def under(self, prefix: str) -> ConfigError:
         """The same error with its key placed under an enclosing config key."""
         return ConfigError(f"{prefix}.{self.key}", self.detail)
+
+
+def under(key: str, build: Callable[[Any], T], value: Any) -> T:
+    """`build(value)`, with any `ConfigError` it raises placed under the config key `key`."""
+    try:
+        return build(value)
+    except ConfigError as err:
+        raise err.under(key) from None
+
+
+def dataclass_from_config(cls: type[T], config: Mapping[str, Any] | T | None, what: str) -> T:
+    """A settings dataclass from a mapping of its fields (an instance passes through); an unknown key
+    is a `ConfigError` naming it and the allowed ones."""
+    if isinstance(config, cls):
+        return config
+    config = dict(config or {})
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown {what} key; allowed: {', '.join(sorted(allowed))}")
+    return cls(**config)
 
 
 def import_object(path: str, key: str) -> Any:

@@ -3,13 +3,18 @@
 `nasprune export RUN_DIR` (and the `ExportBest` callback at the end of a run) takes the best
 episode of `RUN_DIR/history.jsonl`, rebuilds the run's env from `RUN_DIR/config.yaml` (search
 space, child data, child training), trains, prunes and fine-tunes the design with the training
-settings overridden by `export.final_training`, and writes to `RUN_DIR/export/`:
+settings overridden by `export.final_training`, and writes to `RUN_DIR/export/` (a PruneModel
+run: its best ratios applied to the trained network and fine-tuned; `ratios.json` instead of
+`design.json` and no `model.ckpt`, the network being the user's own):
 
 - `design.json`   the design, as the search recorded it;
 - `model.ckpt`    the pruned weights plus what rebuilds them through `nasprune.child` (`load_checkpoint`);
 - `model.ts`      TorchScript: `torch.jit.load` runs it in any Python with torch, no nasprune needed;
 - `model.onnx`    ONNX, when the `onnx` package is installed (`pip install nasprune[onnx]`);
-- `metrics.json`  test and validation accuracy, params, FLOPs and CPU latency of the exported net.
+- `model.int8.onnx` with `export.int8` (`pip install nasprune[deploy]`): the whole network statically
+                  quantized to int8 by ONNX Runtime, calibrated on training images (`nasprune.child.deploy`);
+- `metrics.json`  test and validation accuracy, params, FLOPs and CPU latency of the exported net; with
+                  int8, under `deploy`, float and int8 ONNX files alike measured in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -26,16 +31,17 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_flops, count_params, evaluate_design
-from nasprune.child.metrics import measure_latency
-from nasprune.config import ConfigError
+from nasprune.child.deploy import calibration_images, require_deploy, runtime_report, save_onnx, write_float_and_int8
+from nasprune.child.metrics import accuracy, measure_latency
+from nasprune.config import ConfigError, PositiveInt
 from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
 
 NASPRUNE_ENV_ID = "nasprune/NasPrune-v0"
+PRUNE_MODEL_ENV_ID = "nasprune/PruneModel-v0"
 
 
 def best_record(records: list[Record]) -> Record:
@@ -99,37 +105,10 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnx") is not None
 
 
-def save_onnx(net: nn.Module, path: Path, input_shape: tuple[int, ...]) -> None:
-    """ONNX with a dynamic batch axis, checked by `onnx.checker`.
-
-    The TorchScript-based exporter (`dynamo=False`) is used: the dynamo one needs `onnxscript`,
-    a further dependency, for no gain on a plain CNN.
-    """
-    import onnx
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            net.eval(),
-            (torch.zeros(1, *input_shape),),
-            str(path),
-            dynamo=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
-    onnx.checker.check_model(onnx.load(str(path)))
-
-
-@torch.inference_mode()
 def held_out_accuracy(net: nn.Module, datamodule: Any, num_classes: int) -> float:
     """Accuracy in [0, 1] on the data module's held-out test split (never seen by the search)."""
     datamodule.setup("test")
-    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
-    net.eval()
-    for x, y in datamodule.test_dataloader():
-        accuracy.update(net(x), y)
-    return float(accuracy.compute())
+    return accuracy(net, datamodule.test_dataloader(), num_classes)
 
 
 def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> ChildTraining:
@@ -149,10 +128,44 @@ def final_training(base: ChildTraining, overrides: Mapping[str, Any] | None) -> 
         raise err.under("export.final_training") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class DeploySettings:
+    """Whether and how the export also writes and measures the static int8 model (keys of `export`).
+
+    `calibration_images` training images calibrate the activation ranges; both ONNX files are
+    timed in ONNX Runtime at batch 1 and `latency_batch_size` on `latency_threads` intra-op threads.
+    """
+
+    int8: bool = False
+    calibration_images: PositiveInt = 256
+    latency_batch_size: PositiveInt = 64
+    latency_threads: PositiveInt = 1
+
+    def __post_init__(self) -> None:
+        if self.int8:
+            require_deploy("export.int8")
+
+
+def deploy_metrics(net: nn.Module, datamodule: Any, out_dir: Path, settings: DeploySettings) -> dict[str, Any]:
+    """Write `model.onnx` and `model.int8.onnx`; each file's test accuracy, size and latency in its runtime."""
+    datamodule.setup("fit")
+    shape = tuple(datamodule.input_shape)
+    paths = write_float_and_int8(net, out_dir, shape, calibration_images(datamodule.train_dataloader(), settings.calibration_images))
+    datamodule.setup("test")
+    batch_sizes = tuple(dict.fromkeys((1, settings.latency_batch_size)))
+    reports = {
+        kind: runtime_report(path, datamodule.test_dataloader(), shape, batch_sizes, threads=settings.latency_threads)
+        for kind, path in paths.items()
+    }
+    return {**reports, "calibration_images": settings.calibration_images}
+
+
 def export_design(
-    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0
+    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0, deploy: DeploySettings | None = None
 ) -> dict[str, Any]:
     """Train, prune and fine-tune `record`'s design in `env`'s setting; write the files; return the metrics."""
+    if "ratios" in record:
+        return export_ratios(record, env, training, out_dir, seed, deploy)
     design = Design.from_dict(record["design"])
     datamodule, stem_width = env.datamodule, env.space.stem_width
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
@@ -163,19 +176,60 @@ def export_design(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
     save_checkpoint(net, out_dir / "model.ckpt", shape, classes, stem_width)
+    metrics = {"design_str": str(design), "architecture": str(pruned_architecture(net))}
+    return _ship(net, result.accuracy, result.accuracy_unpruned, ["design.json", "model.ckpt"], metrics, record, env, training, out_dir, seed, deploy)
+
+
+def export_ratios(
+    record: Mapping[str, Any], env: Any, training: ChildTraining, out_dir: Path, seed: int = 0, deploy: DeploySettings | None = None
+) -> dict[str, Any]:
+    """A PruneModel run's `record`: its ratios applied to the env's trained network, fine-tuned by
+    `training`; write the files; return the metrics."""
+    names = [g.name for g in env.groups.groups]
+    missing = sorted(set(names) - set(record["ratios"]))
+    if missing:
+        raise ConfigError("RUN_DIR", f"the best episode has no ratio for group {missing[0]!r}: the run's model is not this config's")
+    ratios = [float(record["ratios"][name]) for name in names]
+    result = env.evaluate(ratios, training, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ratios.json").write_text(json.dumps(env.ratio_map(ratios), indent=2) + "\n", encoding="utf-8")
+    metrics = {"design_str": record.get("design_str"), "pretrained_weights": env.pretrained_from}
+    net = result.model.cpu().eval()
+    return _ship(net, result.accuracy, result.accuracy_unpruned, ["ratios.json"], metrics, record, env, training, out_dir, seed, deploy)
+
+
+def _ship(
+    net: nn.Module,
+    val_accuracy: float,
+    val_accuracy_unpruned: float,
+    files: list[str],
+    metrics: dict[str, Any],
+    record: Mapping[str, Any],
+    env: Any,
+    training: ChildTraining,
+    out_dir: Path,
+    seed: int,
+    deploy: DeploySettings | None,
+) -> dict[str, Any]:
+    """Write TorchScript (and ONNX) of `net` and `metrics.json`: test accuracy, params, FLOPs, latency."""
+    datamodule = env.datamodule
+    shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     save_torchscript(net, out_dir / "model.ts", shape)
-    files = ["design.json", "model.ckpt", "model.ts"]
-    if onnx_available():
+    files = [*files, "model.ts"]
+    deployed = None
+    if deploy is not None and deploy.int8:
+        deployed = deploy_metrics(net, datamodule, out_dir, deploy)
+        files += ["model.onnx", "model.int8.onnx"]
+    elif onnx_available():
         save_onnx(net, out_dir / "model.onnx", shape)
         files.append("model.onnx")
     metrics = {
-        "design_str": str(design),
-        "architecture": str(pruned_architecture(net)),
+        **metrics,
         "episode": record.get("episode"),
         "search_reward": record.get("reward"),
         "test_accuracy": held_out_accuracy(net, datamodule, classes),
-        "val_accuracy": result.accuracy,
-        "val_accuracy_unpruned": result.accuracy_unpruned,
+        "val_accuracy": val_accuracy,
+        "val_accuracy_unpruned": val_accuracy_unpruned,
         "params": count_params(net),
         "flops": count_flops(net, shape),
         "latency_ms": measure_latency(net, shape, batch_size=1, warmup=5, repeats=50),
@@ -185,6 +239,8 @@ def export_design(
         "seed": seed,
         "files": files,
     }
+    if deployed is not None:
+        metrics["deploy"] = deployed
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
 
@@ -194,28 +250,35 @@ def export_run(
     out_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     seed: int | None = None,
+    int8: bool | None = None,
 ) -> Path:
-    """Export the best design of a finished (or interrupted) NasPrune run; returns the export folder.
+    """Export the best design of a finished (or interrupted) NasPrune or PruneModel run; returns the
+    export folder.
 
-    `overrides` and `seed` default to the run's `export.final_training` and `export.seed`.
+    `overrides`, `seed` and `int8` default to the run's `export.final_training`, `export.seed` and
+    `export.int8` (the int8 model's other settings are always the run's).
     """
     from nasprune.envs.nasprune_env import NasPruneEnv
+    from nasprune.envs.prune_model_env import PruneModelEnv
 
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
     data = config.get("data") or {}
-    if data.get("env_id") != NASPRUNE_ENV_ID:
-        raise ConfigError("data.env_id", f"export builds child networks; it needs a {NASPRUNE_ENV_ID} run, this one used {data.get('env_id')!r}")
+    envs = {NASPRUNE_ENV_ID: NasPruneEnv, PRUNE_MODEL_ENV_ID: PruneModelEnv}
+    if data.get("env_id") not in envs:
+        raise ConfigError("data.env_id", f"export builds child networks; it needs a {' or '.join(envs)} run, this one used {data.get('env_id')!r}")
     history = run_dir / "history.jsonl"
     if not history.is_file():
         raise ConfigError("RUN_DIR", f"{run_dir} has no history.jsonl (no episode finished)")
     export_config = config.get("export") or {}
+    deploy_keys = {f.name for f in dataclasses.fields(DeploySettings)}
+    deploy = DeploySettings(**{**{k: v for k, v in export_config.items() if k in deploy_keys}, **({} if int8 is None else {"int8": int8})})
     try:
-        env = NasPruneEnv(**(data.get("env_kwargs") or {}))
+        env = envs[data["env_id"]](**(data.get("env_kwargs") or {}))
     except ConfigError as err:
         raise err.under("data.env_kwargs") from None
     training = final_training(env.training, overrides if overrides is not None else export_config.get("final_training"))
     seed = seed if seed is not None else int(export_config.get("seed", 0))
     target = Path(out_dir) if out_dir is not None else run_dir / export_config.get("directory", "export")
-    export_design(best_record(read_history(history)), env, training, target, seed)
+    export_design(best_record(read_history(history)), env, training, target, seed, deploy)
     return target

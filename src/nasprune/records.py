@@ -59,8 +59,8 @@ def episode_record(episode: Episode) -> Record:
 
 
 def is_evaluated(record: Record) -> bool:
-    """Whether the episode evaluated a design (a NasPrune child that trained without failing)."""
-    return "design" in record and "error" not in record
+    """Whether the episode evaluated a network without failing (a NasPrune design or PruneModel ratios)."""
+    return ("design" in record or "ratios" in record) and "error" not in record
 
 
 def best_of(records: Sequence[Record]) -> Record | None:
