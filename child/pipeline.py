@@ -122,7 +122,7 @@ class EvalResult:
     flops_unpruned: int
     params_unpruned: int
     seconds: dict[str, float] = field(default_factory=dict)
-    model: ChildNet | None = field(default=None, repr=False, compare=False)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
     size_bytes: int = 0
     size_bytes_unpruned: int = 0
     sparsity: float = 0.0
@@ -363,7 +363,7 @@ def timed_latency(net: nn.Module, shape: tuple[int, ...], training: ChildTrainin
     return latency
 
 
-def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
+def _score(net: ChildNet, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
     """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
     shape = datamodule.input_shape
     start = time.perf_counter()

@@ -227,8 +227,8 @@ class SearchSpace:
         self._validate()
         if self.architecture is not None:
             decisions = []
-            for index, layer in enumerate(self.architecture):
-                if layer.width is not None:
+            for index, fixed in enumerate(self.architecture):
+                if fixed.width is not None:
                     decisions.append(Decision(index, "prune_ratio", self.prune_ratios))
                     if self.bits:
                         decisions.append(Decision(index, "bits", self.bits))

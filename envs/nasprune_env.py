@@ -114,7 +114,7 @@ class NasPruneEnv(gym.Env):
                 deployed = score_int8(costliest, self.datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
                 reference["latency_ms"] = deployed["latency_ms"]
             else:
-                reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+                reference["latency_ms"] = measure_latency(costliest, shape, self.training.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:
@@ -182,7 +182,7 @@ class NasPruneEnv(gym.Env):
 
 def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTraining) -> Reward:
     """The configured reward (a `LinearReward` by default), refused if it needs a cost the training does not measure."""
-    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)  # type: ignore[type-abstract]  # mypy refuses an abstract class as type[T]; instantiate only checks against it
     if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
         raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
     return reward_fn

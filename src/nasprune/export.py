@@ -26,7 +26,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -170,8 +170,7 @@ def export_design(
     datamodule, stem_width = env.datamodule, env.space.stem_width
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     result = evaluate_design(design, datamodule, training, stem_width, seed)
-    assert result.model is not None  # evaluate_design keeps the trained model
-    net = result.model.cpu().eval()
+    net = cast(ChildNet, result.model).cpu().eval()  # evaluate_design keeps the child it built
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
