@@ -9,13 +9,14 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
+from nasprune.callbacks.history import HistoryWriter
 from nasprune.child import ChildTraining
 from nasprune.config import PositiveInt
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import DeploySettings, export_design, final_training as with_final_training
-from nasprune.records import Record, is_evaluated
+from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ class ExportBest(pl.Callback):
     network to ship and are left alone. `nasprune export RUN_DIR` does the same afterwards.
     `int8` also writes the static int8 model of the whole network and measures float and int8 in
     ONNX Runtime (`calibration_images`, `latency_batch_size`, `latency_threads`: see `DeploySettings`).
+
+    The design exported is the best of the run's whole history (`HistoryWriter`'s file), so a
+    resumed run weighs the episodes before the restart too. A resume that has nothing left to
+    play exports only when the run has no export yet — the one a kill interrupted (an export is
+    written whole or not at all): `finished_interrupted` is then set.
     """
 
     def __init__(
@@ -48,9 +54,10 @@ class ExportBest(pl.Callback):
         self.deploy = DeploySettings(int8, calibration_images, latency_batch_size, latency_threads)  # fails now if int8 cannot run
         self.seed = seed
         self.directory = directory
-        self.best: Record | None = None
+        self.best: Record | None = None  # the best evaluated episode this process played
         self.export_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
+        self.finished_interrupted = False
 
     @rank_zero_only
     def on_train_batch_end(
@@ -61,11 +68,23 @@ class ExportBest(pl.Callback):
                 self.best = episode.record
 
     @rank_zero_only
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
-        if not self.enabled or self.best is None or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
+        if not self.enabled or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
-        log.info("exporting episode %s (%s) to %s", self.best["episode"], self.best.get("design_str"), target)
-        self.metrics = export_design(self.best, env, with_final_training(env.training, self.final_training), target, self.seed, self.deploy)
+        if self.best is None and target.exists():
+            return  # nothing played since the run's export
+        best = self._run_best(trainer)
+        if best is None:
+            return
+        self.finished_interrupted = self.best is None
+        log.info("exporting episode %s (%s) to %s", best["episode"], best.get("design_str"), target)
+        self.metrics = export_design(best, env, with_final_training(env.training, self.final_training), target, self.seed, self.deploy)
         self.export_dir = target
+
+    def _run_best(self, trainer: pl.Trainer) -> Record | None:
+        writer = next((cb for cb in trainer.callbacks if isinstance(cb, HistoryWriter)), None)
+        if writer is None or writer.history_path is None or not writer.history_path.is_file():
+            return self.best
+        return best_of([record for record in read_history(writer.history_path) if is_evaluated(record)])

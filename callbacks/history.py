@@ -27,20 +27,31 @@ import pytorch_lightning as pl
 
 from nasprune.config import ConfigError
 from nasprune.controller.episode import Episode
+from nasprune.files import atomic_write
 from nasprune.records import Record, best_of, digest, read_lines
 
 log = logging.getLogger(__name__)
 
 
 def _first_difference(old: Any, new: Any, key: str) -> tuple[str, Any, Any] | None:
-    """The first config key (dotted) whose value differs between two JSON-like values."""
+    """The first config key (dotted) whose value differs between two JSON-like values (two
+    paths of one existing file, say a relative and an absolute one, do not differ)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for sub in sorted(set(old) | set(new)):
             found = _first_difference(old.get(sub), new.get(sub), f"{key}.{sub}")
             if found is not None:
                 return found
         return None
+    if isinstance(old, str) and isinstance(new, str) and _same_file(old, new):
+        return None
     return None if old == new else (key, old, new)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except (OSError, ValueError):
+        return False
 
 
 def run_identity(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
@@ -132,9 +143,19 @@ class HistoryWriter(pl.Callback):
                 "one history never mixes two searches: resume with the original setting or start a new run",
             )
         counted = int(state["episodes"])
-        lines, clean = read_lines(self.history_path)
+        if counted and not self.history_path.is_file():
+            raise ConfigError(
+                "ckpt_path",
+                f"{self.history_path} is missing, but the checkpoint counts {counted} episodes: it was deleted or moved; "
+                "put it back to resume, or start a new run without --ckpt_path",
+            )
+        lines, clean = read_lines(self.history_path, replayed_after=counted)
         if len(lines) < counted:
-            raise ConfigError("ckpt_path", f"{self.history_path} holds {len(lines)} episodes, but the checkpoint counts {counted}: it is not this run's history")
+            raise ConfigError(
+                "ckpt_path",
+                f"{self.history_path} holds {len(lines)} episodes, but the checkpoint counts {counted}: it was truncated "
+                "(or replaced) after the checkpoint; restore it from a copy to resume, or start a new run without --ckpt_path",
+            )
         kept = lines[:counted]
         if digest(kept).hexdigest() != state["digest"]:
             raise ConfigError("ckpt_path", f"{self.history_path}: its first {counted} episodes are not the ones the checkpoint counted (another run's history?)")
@@ -155,14 +176,8 @@ class HistoryWriter(pl.Callback):
             remember(records)
 
     def _rewrite(self, lines: list[str]) -> None:
-        """Replace the history by `lines` atomically (temporary file, fsync, rename)."""
-        assert self.history_path is not None and self.best_path is not None  # set in setup
-        temporary = self.history_path.with_suffix(self.history_path.suffix + ".tmp")
-        with temporary.open("w", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.history_path)
+        """Replace the history by `lines` atomically."""
+        atomic_write(self.history_path, "".join(line + "\n" for line in lines))
 
     # ---- writing ----
 
@@ -185,10 +200,7 @@ class HistoryWriter(pl.Callback):
             self._write_best(record)
 
     def _write_best(self, record: Record) -> None:
-        assert self.history_path is not None and self.best_path is not None  # set in setup
-        temporary = self.best_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, self.best_path)
+        atomic_write(self.best_path, json.dumps(record, indent=2) + "\n")
 
     def _fsync(self) -> None:
         if self._handle is not None and self._unsynced:

@@ -118,11 +118,17 @@ class DigitsDataModule(ChildDataModule):
 
 @lru_cache(maxsize=4)
 def _load_torchvision(name: str, root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """A torchvision data set as (uint8 images N×C×H×W, int64 labels), cached per process."""
+    """A torchvision data set as (uint8 images N×C×H×W, int64 labels), cached per process.
+
+    Raises `ValueError` when the split has not one label per image (torchvision reads the image
+    and label files apart and never compares them: children would train on shifted labels)."""
     dataset = getattr(datasets, name)(root, train=train, download=False)
     images = torch.as_tensor(np.asarray(dataset.data))
     images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-    return images.contiguous(), torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.int64)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    return images.contiguous(), labels
 
 
 class TorchvisionDataModule(ChildDataModule):
@@ -160,20 +166,24 @@ class TorchvisionDataModule(ChildDataModule):
         self.train_subset, self.val_subset = train_subset, val_subset
 
     def prepare_data(self) -> None:
-        """Download when asked to; otherwise check the files are there (a ConfigError if not)."""
-        root = Path(self.root).expanduser()
-        if self.download:
+        """Download when asked to; then read every split a run reads — the training set (training
+        and validation) and the test set (the export's report) — so that a missing, truncated or
+        mismatched file stops the run before any search (a ConfigError naming the split)."""
+        root = Path(self.hparams.root).expanduser()
+        if self.hparams.download:
             for train in (True, False):
                 getattr(datasets, self.dataset_name)(str(root), train=train, download=True)
-            return
-        try:
-            _load_torchvision(self.dataset_name, str(root.resolve()), True)
-        except RuntimeError as err:
-            raise ConfigError(
-                "root",
-                f"{self.dataset_name} not found under {self.root} (resolved: {root.resolve()}): "
-                f"expected torchvision's layout ({root / self.folder}/...); set download: true to fetch it ({err})",
-            ) from None
+        for train, split in ((True, "training"), (False, "test")):
+            try:
+                _load_torchvision(self.dataset_name, str(root.resolve()), train)
+            except (OSError, RuntimeError, ValueError) as err:
+                if "not found" in str(err).lower():
+                    raise ConfigError(
+                        "root",
+                        f"{self.dataset_name} not found under {self.hparams.root} (resolved: {root.resolve()}): "
+                        f"expected torchvision's layout ({root / self.folder}/...); set download: true to fetch it ({err})",
+                    ) from None
+                raise ConfigError("root", f"{self.dataset_name} {split} split under {root.resolve() / self.folder} cannot be read: {err}") from None
 
     def _normalised(self, images: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)

@@ -8,6 +8,7 @@ by PyTorch on the pruned network, accuracy on the validation split (never the te
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 import warnings
@@ -31,7 +32,7 @@ from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
-from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, UnitRatio
+from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveFraction, PositiveInt, UnitRatio
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
@@ -65,7 +66,7 @@ class ChildTraining:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
-    limit_train_batches: float | int = 1.0
+    limit_train_batches: PositiveInt | PositiveFraction = 1.0
     importance: str = "l2"
     calibration_batches: PositiveInt = 4
     sparsity: UnitRatio = 0.0
@@ -206,6 +207,23 @@ def _trainer(
         limit_train_batches=training.limit_train_batches,
         callbacks=[NonFiniteLossGuard(), *(callbacks or [])],
     )
+
+
+TRAINER_KEYS = ("accelerator", "devices", "precision")
+
+
+def check_trainer_settings(training: ChildTraining) -> None:
+    """Build a child Trainer with the settings before any search: a setting Lightning refuses
+    (`precision: bogus`, `accelerator: gpu` without a GPU) would fail every child. The settings
+    are applied one at a time, in `TRAINER_KEYS` order, so the error names the key that broke it."""
+    tried = ChildTraining()
+    for key in TRAINER_KEYS:
+        tried = dataclasses.replace(tried, **{key: getattr(training, key)})
+        try:
+            with quiet_lightning():
+                _trainer(tried, 1)
+        except Exception as err:  # Lightning raises ValueError, MisconfigurationException, RuntimeError, …
+            raise ConfigError(key, f"{getattr(training, key)!r} is refused by Lightning: {' '.join(str(err).split())}") from None
 
 
 def _fit(

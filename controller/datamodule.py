@@ -20,13 +20,42 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, SearchError
 from nasprune.controller.agent import BatchAgent
 from nasprune.controller.env_factory import make_env
 from nasprune.controller.episode import Episode
 from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
 from nasprune.controller.rollout import EnvSlots, Slots, play_episodes
 from nasprune.controller.seeds import episode_seed
+
+
+class FirstFailures:
+    """Stops a search whose first `limit` episodes all failed the same way (`SearchError`).
+
+    "The same way": the same `error_kind` and exception type (the `Type` of `error: "Type: text"`)
+    in the episodes' `info`. One success or a different failure ends the watch: from then on
+    failures are the search's own business (a failing child earns a penalty, the search goes on).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failed = 0  # the first episodes, from episode 0 on, that all failed the same way
+        self._failure: tuple[str, str] | None = None
+
+    def check(self, episode: Episode) -> None:
+        if self.failed != episode.index or self.failed >= self.limit:
+            return
+        kind, error = episode.info.get("error_kind"), str(episode.info.get("error", ""))
+        failure = (str(kind), error.partition(":")[0])
+        if kind is None or self._failure not in (None, failure):
+            self.limit = 0  # a success or a different failure: the watch is over
+            return
+        self._failure, self.failed = failure, self.failed + 1
+        if self.failed == self.limit:
+            raise SearchError(
+                f"the first {self.limit} children all failed with {kind} (latest: {error}); the search stopped: "
+                "fix the child settings (data.env_kwargs), or raise data.fail_fast_after (0: never stop)"
+            )
 
 
 class EpisodeStream(IterableDataset):
@@ -72,6 +101,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         backend: str = "async",
         ray_address: str | None = None,
         worker_resources: dict[str, float] | None = None,
+        fail_fast_after: int = 10,
     ) -> None:
         """
         Args:
@@ -97,6 +127,9 @@ class EpisodeDataModule(pl.LightningDataModule):
             worker_resources: per worker `num_cpus` (its threads; Ray's CPU reservation; default:
                 the cores shared out) and `num_gpus` (Ray's GPU reservation; `async` gives each
                 worker its own slice of the visible GPUs through `CUDA_VISIBLE_DEVICES`).
+            fail_fast_after: stop the search (`SearchError`) when its first this many episodes
+                all failed the same way (the same `error_kind` and exception type in their
+                `info`): settings that fail every child should not spend the whole budget. 0: never stop.
         """
         super().__init__()
         if episodes_per_update < 1:
@@ -105,7 +138,11 @@ class EpisodeDataModule(pl.LightningDataModule):
             raise ConfigError("data.updates_per_epoch", f"must be a positive integer or null, got {updates_per_epoch!r}")
         if num_envs < 1:
             raise ConfigError("data.num_envs", f"must be a positive integer, got {num_envs!r}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ConfigError("data.max_episode_steps", f"must be a positive integer or null, got {max_episode_steps!r}")
         check_worker_settings(num_workers, backend, num_envs, worker_resources)
+        if not isinstance(fail_fast_after, int) or fail_fast_after < 0:
+            raise ConfigError("data.fail_fast_after", f"must be a non-negative integer, got {fail_fast_after!r}")
         self.save_hyperparameters()
         self.episodes_per_update = episodes_per_update
         self.updates_per_epoch = updates_per_epoch
@@ -120,17 +157,18 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.episodes_played = 0
         self._workers: WorkerPool | None = None
         self._remembered: list[Mapping[str, Any]] = []  # for workers started later
+        self._first_failures = FirstFailures(fail_fast_after)
 
     def _finished(self, episode: Episode) -> None:
         """Stamp the update that learns from `episode` and announce it (the one channel for a finished episode)."""
         trainer = self.trainer
-        if trainer is None:
-            return
-        episode.update = trainer.global_step
-        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
-            hook = getattr(callback, "on_episode_end", None)
-            if hook is not None:
-                hook(trainer, trainer.lightning_module, episode)
+        if trainer is not None:
+            episode.update = trainer.global_step
+            for callback in trainer.callbacks:
+                hook = getattr(callback, "on_episode_end", None)
+                if hook is not None:
+                    hook(trainer, trainer.lightning_module, episode)
+        self._first_failures.check(episode)  # after the callbacks: the failures are in the history
 
     def has_copies(self) -> bool:
         """Whether episodes are played by more than one env (copies side by side, or workers)."""

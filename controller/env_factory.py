@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import gymnasium as gym
@@ -20,6 +21,8 @@ def make_env(env_id: str | gym.envs.registration.EnvSpec, env_kwargs: dict[str, 
     kwargs = dict(env_kwargs or {})
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
+    if isinstance(env_id, str) and ":" in env_id:
+        _import_env_module(env_id)
     try:
         return gym.make(env_id, **kwargs)
     except ConfigError as err:
@@ -30,3 +33,14 @@ def make_env(env_id: str | gym.envs.registration.EnvSpec, env_kwargs: dict[str, 
         raise ConfigError("data.env_id", f"{env_id!r}: cannot import its module ({err})") from None
     except TypeError as err:
         raise ConfigError("data.env_kwargs", f"{env_id!r} rejected its arguments: {err}") from None
+
+
+def _import_env_module(env_id: str) -> None:
+    """Import the `module` of `module:Env-v0` (it registers the env), whatever it raises as one line."""
+    module = env_id.partition(":")[0]
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError("data.env_id", f"{env_id!r}: cannot import its module ({err})") from None
+    except Exception as err:  # the user's module is broken: say how, in one line
+        raise ConfigError("data.env_id", f"{env_id!r}: importing its module {module!r} raised {type(err).__name__}: {' '.join(str(err).split())}") from None

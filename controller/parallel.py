@@ -8,6 +8,7 @@ behind one small interface, `WorkerPool`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
@@ -80,5 +81,5 @@ def _start_workers(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSp
     if hparams["backend"] == "ray":
         from nasprune.controller.ray_backend import RayVectorEnv
 
-        return VectorWorkers(RayVectorEnv(hparams["num_workers"], *env, resources, hparams["ray_address"]))
-    return VectorWorkers(make_vector_env(hparams["backend"], hparams["num_workers"], *env, resources))
+        return VectorWorkers(partial(RayVectorEnv, hparams["num_workers"], *env, resources, hparams["ray_address"]))
+    return VectorWorkers(partial(make_vector_env, hparams["backend"], hparams["num_workers"], *env, resources))

@@ -6,7 +6,7 @@ call per step (as `EpisodeDataModule(num_envs=...)` does in one process), and th
 their envs concurrently. For a NAS env the steps are cheap until the last one, which trains the
 child: that is where the workers overlap.
 
-The rollout loop (`rollout.play_episodes`, through `rollout.VectorSlots`) serves gymnasium's
+The rollout loop (`rollout.play_episodes`, through `VectorWorkers`) serves gymnasium's
 `SyncVectorEnv` (in process, the reference run), `AsyncVectorEnv` (one process per worker) and the Ray backend (`RayVectorEnv`, one actor per
 worker). Given the run seed, the episodes' content — actions, designs, rewards, metrics — is the
 same for all three, and the same as with `num_envs` equal to `num_workers`.
@@ -14,18 +14,24 @@ same for all three, and the same as with `num_envs` equal to `num_workers`.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Mapping
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.async_vector_env import AsyncState
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, SearchError
 from nasprune.controller.env_factory import make_env
-from nasprune.controller.rollout import Slots, VectorSlots
+from nasprune.controller.rollout import Step, VectorSlots
+
+log = logging.getLogger(__name__)
 
 
 class HoldFinished(gym.Wrapper):
@@ -147,16 +153,108 @@ def make_vector_env(
     return AsyncVectorEnv(env_fns, context="spawn", autoreset_mode=AutoresetMode.DISABLED)
 
 
+class WorkerDiedError(SearchError):
+    """An `async` worker process died again while its round was replayed; the message is one line naming it."""
+
+
+def _dead_workers(vector_env: VectorEnv, wait: float = 5.0) -> list[tuple[int, int | None]]:
+    """(slot, exit code) of each worker process of an `AsyncVectorEnv` that has died, waiting up
+    to `wait` seconds for one (its pipe closes a moment before its exit can be collected)."""
+    processes = getattr(vector_env, "processes", [])
+    deadline = time.monotonic() + wait
+    while True:
+        dead = [(i, process.exitcode) for i, process in enumerate(processes) if not process.is_alive()]
+        if dead or not processes or time.monotonic() > deadline:
+            return dead
+        time.sleep(0.01)
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        return f"killed by {name}" + (" (the out-of-memory killer sends it)" if name == "SIGKILL" else "")
+    return f"exit code {exitcode}"
+
+
 class VectorWorkers:
-    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played by the rollout loop."""
+    """The workers of `EpisodeDataModule(num_workers=N)`: any backend's vector env, played by the
+    rollout loop as its `slots`.
 
-    def __init__(self, vector_env: VectorEnv) -> None:
-        self.vector_env = vector_env
-        self.slots: Slots = VectorSlots(vector_env)
+    An `async` worker whose process dies (killed, out of memory) costs one replay: the workers are
+    started again, the round so far is replayed on them — the same seeds, the same actions, so
+    the same episodes, whose results were already taken are not reported twice — and the round
+    goes on; the dead slot's worker gets a new id. A worker that dies again in the replayed round
+    stops the search with `WorkerDiedError`. (Ray replaces its actors itself, see `ray_backend.py`.)
+    """
 
+    def __init__(self, start: Callable[[], VectorEnv]) -> None:
+        self._start = start
+        self.vector_env = start()
+        self.num_envs = self.vector_env.num_envs
+        self.slots = self
+        self._inner = VectorSlots(self.vector_env)
+        self.worker_ids = list(range(self.num_envs))
+        self._seeds: Sequence[int | None] = []
+        self._steps: list[Sequence[int | None]] = []  # the round's actions so far
+        self._replayed = False
+        self._records: list[Mapping[str, Any]] = []  # what replacement workers' caches must learn again
+
+    def reset(self, seeds: Sequence[int | None]) -> tuple[list[Any], list[dict[str, Any]]]:
+        self._seeds, self._steps, self._replayed = seeds, [], False
+        return self._survive(lambda: self._inner.reset(seeds))
+
+    def step(self, actions: Sequence[int | None]) -> list[Step | None]:
+        self._steps.append(actions)
+        return self._survive(lambda: self._inner.step(actions))
+
+    def worker(self, slot: int) -> int | None:
+        return int(getattr(self.vector_env, "worker_ids", self.worker_ids)[slot])
+
+    def _survive(self, call: Callable[[], Any]) -> Any:
+        """`call()`, or, when a worker process died during it, the same answer from new workers."""
+        try:
+            return call()
+        except (EOFError, ConnectionError) as err:
+            dead = _dead_workers(self.vector_env)
+            if not dead:
+                raise
+            names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
+            if self._replayed:
+                self._discard()
+                raise WorkerDiedError(f"{names} died again while its round was replayed; the search stopped (resume it with --ckpt_path last)") from err
+            log.warning("%s died; starting new workers and replaying the round", names)
+            self._replace(dead)
+            self._replayed = True
+            return self._survive(self._replay)
+
+    def _replay(self) -> Any:
+        """The round again on the new workers: reset with its seeds, its steps re-taken; the last call's answer."""
+        answer = self._inner.reset(self._seeds)
+        for actions in self._steps:
+            answer = self._inner.step(actions)
+        return answer
+
+    def _discard(self) -> None:
+        """Stop all of the workers (one is dead already)."""
+        for process in self.vector_env.processes:  # the others are stopped first, so none reports the broken pipes
+            process.kill()
+            process.join()
+        # the vector env waits on the dead pipe; gymnasium resets this state itself after a worker error
+        self.vector_env._state = AsyncState.DEFAULT
+        self.vector_env.close(terminate=True)
+
+    def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
+        self._discard()
+        self.vector_env = self._start()
+        self._inner = VectorSlots(self.vector_env)
+        for i, _ in dead:
+            self.worker_ids[i] = max(self.worker_ids) + 1
+        if self._records:
+            self.vector_env.call("remember", self._records)
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
-        self.vector_env.call("remember", records)  # type: ignore[attr-defined]  # every backend (Sync, Async, Ray) has call; gymnasium's VectorEnv does not declare it
+        self._records += records
+        self.vector_env.call("remember", records)
 
     def close(self) -> None:
         self.vector_env.close()

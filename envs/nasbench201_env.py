@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,13 +91,21 @@ class NasBench201Table:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, arch_column: str = "arch", numeric_columns: Sequence[str] = (), key: str = "table"
+        cls,
+        path: str | os.PathLike,
+        arch_column: str = "arch",
+        numeric_columns: Sequence[str] = (),
+        key: str = "table",
+        unique_columns: Sequence[str] = (),
     ) -> NasBench201Table:
-        """Read and validate the CSV; every problem is one `ConfigError` naming the path (row, column)."""
+        """Read and validate the CSV; every problem is one `ConfigError` naming the path (row, column).
+
+        A UTF-8 byte-order mark (spreadsheets write one) is skipped; a value repeated in one of
+        `unique_columns` (the official index) is refused, as a repeated arch is."""
         resolved = Path(path).expanduser()
         where = str(path) if resolved.is_absolute() else f"{path} (resolved: {resolved.resolve()})"
         try:
-            with resolved.open(newline="", encoding="utf-8") as handle:
+            with resolved.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.reader(handle)
                 header = next(reader, None)
                 records = [(reader.line_num, record) for record in reader if record]  # blank lines skipped
@@ -107,7 +116,7 @@ class NasBench201Table:
         if not header:
             raise ConfigError(key, f"{where}: the file is empty; expected a CSV header with columns {arch_column!r}, …")
         header = [name.strip() for name in header]
-        for column in (arch_column, *numeric_columns):
+        for column in (arch_column, *numeric_columns, *unique_columns):
             if column not in header:
                 raise ConfigError(key, f"{where}: no column {column!r}; the table has: {', '.join(header)}")
         if not records:
@@ -116,6 +125,7 @@ class NasBench201Table:
         numeric_at = [(name, header.index(name)) for name in numeric_columns]
         rows: dict[tuple[int, ...], dict[str, float | str]] = {}
         first_seen: dict[tuple[int, ...], int] = {}
+        seen_values: dict[str, dict[str, int]] = {name: {} for name in unique_columns}
         for number, (line, record) in enumerate(records, start=1):
             here = f"{where}: row {number} (line {line})"
             if len(record) != len(header):
@@ -132,6 +142,11 @@ class NasBench201Table:
                 value = row[name]
                 if not isinstance(value, float) or not math.isfinite(value):
                     raise ConfigError(key, f"{here}, column {name!r}: {record[at]!r} is not a finite number")
+            for name, seen in seen_values.items():
+                value = record[header.index(name)]
+                if value in seen:
+                    raise ConfigError(key, f"{here}, column {name!r}: {value!r} repeats row {seen[value]}")
+                seen[value] = number
             first_seen[actions] = number
             rows[actions] = row
         return cls(str(path), tuple(header), rows, _prefix_masks(rows))
@@ -152,19 +167,22 @@ def _prefix_masks(rows: dict[tuple[int, ...], Any]) -> dict[tuple[int, ...], np.
     return masks
 
 
-_TABLES: dict[tuple[str, float, int, str, tuple[str, ...]], NasBench201Table] = {}
+_TABLES: dict[tuple[str, float, int, str, tuple[str, ...], tuple[str, ...]], NasBench201Table] = {}
 
 
-def load_table(path: str | os.PathLike, arch_column: str = "arch", numeric_columns: Sequence[str] = ()) -> NasBench201Table:
+def load_table(
+    path: str | os.PathLike, arch_column: str = "arch", numeric_columns: Sequence[str] = (), unique_columns: Sequence[str] = ()
+) -> NasBench201Table:
     """`NasBench201Table.load`, cached per file version, so many envs (or runs) read it once."""
     resolved = Path(path).expanduser()
+    load = partial(NasBench201Table.load, path, arch_column, numeric_columns, unique_columns=unique_columns)
     try:
         stat = resolved.stat()
-        cache_key = (str(resolved.resolve()), stat.st_mtime, stat.st_size, arch_column, tuple(numeric_columns))
+        cache_key = (str(resolved.resolve()), stat.st_mtime, stat.st_size, arch_column, tuple(numeric_columns), tuple(unique_columns))
     except OSError:
-        return NasBench201Table.load(path, arch_column, numeric_columns)  # raises the ConfigError
+        return load()  # raises the ConfigError
     if cache_key not in _TABLES:
-        _TABLES[cache_key] = NasBench201Table.load(path, arch_column, numeric_columns)
+        _TABLES[cache_key] = load()
     return _TABLES[cache_key]
 
 
@@ -215,7 +233,7 @@ class NasBench201Env(gym.Env):
         if latency_column is not None and (latency_target is None or latency_target <= 0):
             raise ConfigError("latency_target", f"a positive target is required with latency_column, got {latency_target!r}")
         numeric = [reward_column] + [c for c in (latency_column, index_column) if c is not None]
-        self.table = load_table(table, arch_column, numeric)
+        self.table = load_table(table, arch_column, numeric, (index_column,) if index_column is not None else ())
         self.reward_column = reward_column
         self.arch_column = arch_column
         self.index_column = index_column

@@ -16,7 +16,7 @@ from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
 from nasprune.child.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from nasprune.child.model import build_model
-from nasprune.child.pipeline import ChildTraining, evaluate_design
+from nasprune.child.pipeline import ChildTraining, check_trainer_settings, evaluate_design
 from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
@@ -66,6 +66,7 @@ class NasPruneEnv(gym.Env):
             raise err.under("search_space") from None
         try:
             self.training = ChildTraining.from_config(training)
+            check_trainer_settings(self.training)
         except ConfigError as err:
             raise err.under("training") from None
         if self.space.bits and self.training.sparsity > 0:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     OpenUnitInterval: TypeAlias = float
     UnitRatio: TypeAlias = float
     BitWidth: TypeAlias = int
+    PositiveFraction: TypeAlias = float
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
@@ -50,6 +51,7 @@ else:
     NonPositiveFloat = restricted_number_type("NonPositiveFloat", float, ("<=", 0), docstring="float restricted to be ≤0")
     UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
     BitWidth = restricted_number_type("BitWidth", int, [(">=", MIN_BITS), ("<=", MAX_BITS)], docstring="int restricted to 2..8")
+    PositiveFraction = restricted_number_type("PositiveFraction", float, [(">", 0), ("<=", 1)], docstring="float restricted to be >0 and ≤1")
 
 
 class ConfigError(ValueError):
@@ -84,6 +86,11 @@ def dataclass_from_config(cls: type[D], config: Mapping[str, Any] | D | None, wh
     if unknown:
         raise ConfigError(unknown[0], f"unknown {what} key; allowed: {', '.join(sorted(allowed))}")
     return cls(**config)
+
+
+class SearchError(RuntimeError):
+    """A search that cannot go on (not a child's failure: those earn a penalty). The message is
+    one line that says what happened and what to do."""
 
 
 def import_object(path: str, key: str) -> Any:

@@ -38,7 +38,7 @@ def env_class(env_id: str) -> Any | None:
             importlib.import_module(module)
         entry_point = gym.spec(name).entry_point
         return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
-    except (gym.error.Error, ImportError, AttributeError, ValueError):
+    except Exception:  # whatever the user's module raises, `make_env` reports it in one line
         return None
 
 
@@ -54,7 +54,8 @@ def env_id_in(args: Sequence[str]) -> str:
     flat = [part for pair in pairs for part in pair]
     for flag, value in zip(flat, flat[1:]):
         if flag in ("-c", "--config"):
-            env_id = _env_id_of(_load(value).get("data"), env_id)
+            loaded = _load(value)
+            env_id = _env_id_of(loaded.get("data") if isinstance(loaded, dict) else None, env_id)
         elif flag == "--data":
             env_id = _env_id_of(_load(value), env_id)
         elif flag == "--data.env_id":
@@ -67,8 +68,8 @@ def _load(value: str) -> Any:
     try:
         text = Path(value).read_text(encoding="utf-8") if Path(value).is_file() else value
         return yaml.safe_load(text)
-    except (OSError, yaml.YAMLError):
-        return None  # the parser reports an unreadable config, naming it
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # `cli` reports an unreadable config file, naming it
 
 
 def _env_id_of(data: Any, current: str) -> str:

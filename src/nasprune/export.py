@@ -36,6 +36,7 @@ from nasprune.child import ChildNet, ChildTraining, Design, build_model, count_f
 from nasprune.child.deploy import calibration_images, require_deploy, runtime_report, save_onnx, write_float_and_int8
 from nasprune.child.metrics import accuracy, measure_latency
 from nasprune.config import ConfigError, PositiveInt
+from nasprune.files import atomic_directory
 from nasprune.records import Record, best_of, is_evaluated, read_history
 
 log = logging.getLogger(__name__)
@@ -172,11 +173,12 @@ def export_design(
     result = evaluate_design(design, datamodule, training, stem_width, seed)
     net = cast(ChildNet, result.model).cpu().eval()  # evaluate_design keeps the child it built
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
-    save_checkpoint(net, out_dir / "model.ckpt", shape, classes, stem_width)
-    metrics = {"design_str": str(design), "architecture": str(pruned_architecture(net))}
-    return _ship(net, result.accuracy, result.accuracy_unpruned, ["design.json", "model.ckpt"], metrics, record, env, training, out_dir, seed, deploy)
+    # the folder appears complete or not at all: a kill during the export leaves no partial export
+    with atomic_directory(out_dir) as staging:
+        (staging / "design.json").write_text(json.dumps(design.to_dict(), indent=2) + "\n", encoding="utf-8")
+        save_checkpoint(net, staging / "model.ckpt", shape, classes, stem_width)
+        metrics = {"design_str": str(design), "architecture": str(pruned_architecture(net))}
+        return _ship(net, result.accuracy, result.accuracy_unpruned, ["design.json", "model.ckpt"], metrics, record, env, training, staging, seed, deploy)
 
 
 def export_ratios(
@@ -190,11 +192,11 @@ def export_ratios(
         raise ConfigError("RUN_DIR", f"the best episode has no ratio for group {missing[0]!r}: the run's model is not this config's")
     ratios = [float(record["ratios"][name]) for name in names]
     result = env.evaluate(ratios, training, seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ratios.json").write_text(json.dumps(env.ratio_map(ratios), indent=2) + "\n", encoding="utf-8")
-    metrics = {"design_str": record.get("design_str"), "pretrained_weights": env.pretrained_from}
     net = result.model.cpu().eval()
-    return _ship(net, result.accuracy, result.accuracy_unpruned, ["ratios.json"], metrics, record, env, training, out_dir, seed, deploy)
+    with atomic_directory(out_dir) as staging:  # complete or absent, as for a design
+        (staging / "ratios.json").write_text(json.dumps(env.ratio_map(ratios), indent=2) + "\n", encoding="utf-8")
+        metrics = {"design_str": record.get("design_str"), "pretrained_weights": env.pretrained_from}
+        return _ship(net, result.accuracy, result.accuracy_unpruned, ["ratios.json"], metrics, record, env, training, staging, seed, deploy)
 
 
 def _ship(

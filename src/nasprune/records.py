@@ -68,11 +68,13 @@ def best_of(records: Sequence[Record]) -> Record | None:
     return max(records, key=lambda r: r["reward"]) if records else None
 
 
-def read_lines(path: Path) -> tuple[list[str], bool]:
+def read_lines(path: Path, replayed_after: int | None = None) -> tuple[list[str], bool]:
     """The complete JSON lines of `path` and whether the file ended cleanly.
 
     A torn last line (the process was killed while appending it) is dropped with a warning; a
-    line that is not JSON anywhere else is corruption, reported as `HistoryError` naming it.
+    line that is not JSON anywhere else is corruption, reported as `HistoryError` naming it —
+    except past the first `replayed_after` lines (the part a resume drops and plays again), where
+    the corrupt line and all after it are dropped with a warning.
     """
     if not path.exists():
         return [], True
@@ -88,10 +90,15 @@ def read_lines(path: Path) -> tuple[list[str], bool]:
     for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
+            problem = None if isinstance(record, dict) else "is not a JSON object"
         except json.JSONDecodeError as err:
-            raise HistoryError(f"{path}: line {number} is not JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise HistoryError(f"{path}: line {number} is not a JSON object")
+            problem = f"is not JSON ({err.msg} at column {err.colno})"
+        if problem is None:
+            continue
+        if replayed_after is not None and number > replayed_after:
+            log.warning("%s: line %d %s; it and the %d lines after it are dropped and replayed", path, number, problem, len(lines) - number)
+            return lines[: number - 1], False
+        raise HistoryError(f"{path}: line {number} {problem}")
     return lines, clean
 
 

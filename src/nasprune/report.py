@@ -97,11 +97,15 @@ def report_figure(
 
 
 def _wall_time(run_dir: Path) -> float | None:
-    """Seconds from the run's start (config saved) to its last recorded episode."""
-    config, history = run_dir / "config.yaml", run_dir / "history.jsonl"
-    if not (config.is_file() and history.is_file()):
-        return None
-    return history.stat().st_mtime - config.stat().st_mtime
+    """Seconds the run's processes ran, summed over the first run and its resumes (not the time
+    between a kill and its resume): each process writes its own TensorBoard file, from its
+    creation (the time in its name) to its last write. None without TensorBoard files."""
+    spans = []
+    for events in run_dir.glob("events.out.tfevents.*"):
+        created = events.name.split(".")[3]
+        if created.isdigit():
+            spans.append(max(0.0, events.stat().st_mtime - int(created)))
+    return sum(spans) if spans else None
 
 
 def _duration(seconds: float | None) -> str:
@@ -118,7 +122,8 @@ def report_markdown(run_dir: Path, records: Sequence[dict[str, Any]], config: di
     max_steps = trainer.get("max_steps")
     budget = f"{max_steps} updates × {per_update} per update = {max_steps * per_update} episodes" if max_steps and max_steps > 0 and per_update else "not fixed (no max_steps)"
     command_file = run_dir / COMMAND_FILE
-    command = command_file.read_text(encoding="utf-8").strip() if command_file.is_file() else "unknown (not recorded)"
+    commands = command_file.read_text(encoding="utf-8").splitlines() if command_file.is_file() else []
+    command = commands[0] if commands else "unknown (not recorded)"
     updates = len({r["update"] for r in records})
     best = max(records, key=lambda r: r["reward"])
     strategy = (config.get("model") or {}).get("class_path", "unknown")
@@ -126,9 +131,10 @@ def report_markdown(run_dir: Path, records: Sequence[dict[str, Any]], config: di
         f"# Search report: `{run_dir}`",
         "",
         f"- **Command:** `{command}`",
+        *([f"- **Resumed** {len(commands) - 1} times, last with: `{commands[-1]}`"] if len(commands) > 1 else []),
         f"- **Environment:** `{data.get('env_id', 'unknown')}`; **strategy:** `{strategy}`; **seed:** {config.get('seed_everything')}",
         f"- **Budget:** {budget}; **played:** {len(records)} episodes in {updates} updates",
-        f"- **Wall time:** {_duration(_wall_time(run_dir))} (sum of episode times {_duration(sum(r.get('seconds', 0.0) for r in records))})",
+        f"- **Wall time:** {_duration(_wall_time(run_dir))} of running processes (sum of episode times {_duration(sum(r.get('seconds', 0.0) for r in records))})",
         f"- **Failed episodes:** {sum('error' in r for r in records)}",
         f"- **Best:** reward {best['reward']:.4f} at episode {best['episode']}: `{design_label(best)}`",
     ]
