@@ -177,6 +177,7 @@ class HistoryWriter(pl.Callback):
 
     def _rewrite(self, lines: list[str]) -> None:
         """Replace the history by `lines` atomically."""
+        assert self.history_path is not None  # set in setup
         atomic_write(self.history_path, "".join(line + "\n" for line in lines))
 
     # ---- writing ----
@@ -200,6 +201,7 @@ class HistoryWriter(pl.Callback):
             self._write_best(record)
 
     def _write_best(self, record: Record) -> None:
+        assert self.best_path is not None  # set in setup
         atomic_write(self.best_path, json.dumps(record, indent=2) + "\n")
 
     def _fsync(self) -> None:

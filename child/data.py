@@ -169,8 +169,8 @@ class TorchvisionDataModule(ChildDataModule):
         """Download when asked to; then read every split a run reads — the training set (training
         and validation) and the test set (the export's report) — so that a missing, truncated or
         mismatched file stops the run before any search (a ConfigError naming the split)."""
-        root = Path(self.hparams.root).expanduser()
-        if self.hparams.download:
+        root = Path(self.root).expanduser()
+        if self.download:
             for train in (True, False):
                 getattr(datasets, self.dataset_name)(str(root), train=train, download=True)
         for train, split in ((True, "training"), (False, "test")):
@@ -180,7 +180,7 @@ class TorchvisionDataModule(ChildDataModule):
                 if "not found" in str(err).lower():
                     raise ConfigError(
                         "root",
-                        f"{self.dataset_name} not found under {self.hparams.root} (resolved: {root.resolve()}): "
+                        f"{self.dataset_name} not found under {self.root} (resolved: {root.resolve()}): "
                         f"expected torchvision's layout ({root / self.folder}/...); set download: true to fetch it ({err})",
                     ) from None
                 raise ConfigError("root", f"{self.dataset_name} {split} split under {root.resolve() / self.folder} cannot be read: {err}") from None

@@ -164,7 +164,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is not None:
             episode.update = trainer.global_step
-            for callback in trainer.callbacks:
+            for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
                 hook = getattr(callback, "on_episode_end", None)
                 if hook is not None:
                     hook(trainer, trainer.lightning_module, episode)
