@@ -234,7 +234,12 @@ def config_error(message: str) -> ConfigError:
     details = [line.lstrip("- ") for line in lines if line and not line.startswith(structure)]
     key = ".".join(k for k in keys if k) or "config"
     detail = details[-1] if details else lines[0] if lines else message
+    detail = re.sub(r"^Expected a <class '(\w+)'>\. Got value: (.*)$", lambda m: f"must be {PLAIN_TYPES.get(m[1], 'a ' + m[1])}, got {m[2]!r}", detail)
     return ConfigError(key, re.sub(r"^error: ", "", detail))
+
+
+# how a one-line error names a plain type jsonargparse reports as `<class 'T'>`
+PLAIN_TYPES = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
 
 
 def _is_dataclass_path(path: str) -> bool:
