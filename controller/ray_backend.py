@@ -114,7 +114,7 @@ class RayVectorEnv(VectorEnv):
         self._observations: list[Any] = [observation_space.sample() for _ in range(num_workers)]
 
     def _new_actor(self) -> ActorHandle:
-        return EnvWorker.options(**self._actor_options)  # type: ignore[attr-defined]  # @ray.remote makes an ActorClass; ray's hints keep the plain class.remote(*self._actor_args)
+        return EnvWorker.options(**self._actor_options).remote(*self._actor_args)  # type: ignore[attr-defined]  # @ray.remote makes an ActorClass; ray's hints keep the plain class
 
     def _replace(self, i: int) -> None:
         ray.kill(self.actors[i])
