@@ -161,10 +161,7 @@ class NasPruneCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as err:
-            cause: BaseException | None = err
-            while cause is not None and not isinstance(cause, ConfigError):
-                cause = cause.__cause__ or cause.__context__
-            if cause is None:
+            if (cause := config_error_cause(err)) is None:
                 raise
             raise cause from None
 
@@ -202,10 +199,7 @@ class NasPruneParser(LightningArgumentParser):
         try:
             return super().instantiate(as_env_kwargs(namespace), *args, **kwargs)
         except ValueError as err:
-            cause: BaseException | None = err
-            while cause is not None and not isinstance(cause, ConfigError):
-                cause = cause.__cause__ or cause.__context__
-            if cause is None:
+            if (cause := config_error_cause(err)) is None:
                 raise
             raise cause from None
 
@@ -213,6 +207,14 @@ class NasPruneParser(LightningArgumentParser):
         if not self.exit_on_error:  # a nested parser: its caller collects the message
             super().error(message, ex)
         raise config_error(message)
+
+
+def config_error_cause(err: ValueError) -> ConfigError | None:
+    """The `ConfigError` behind `err` (raised by a class being built, then wrapped by jsonargparse)."""
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, ConfigError):
+        cause = cause.__cause__ or cause.__context__
+    return cause if isinstance(cause, ConfigError) else None
 
 
 def config_error(message: str) -> ConfigError:
