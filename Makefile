@@ -26,11 +26,11 @@ install: $(STAMP)
 search: install
 	$(BIN)/nasprune fit -c configs/digits.yaml
 
-# mypy over the package ([tool.mypy] in pyproject.toml); not yet part of `make test`
+# mypy over the package ([tool.mypy] in pyproject.toml); `make test` runs it before the tests
 typecheck: install
 	$(BIN)/mypy
 
-test: install
+test: typecheck
 	$(BIN)/pytest
 
 clean:

@@ -69,7 +69,7 @@ class ExportBest(pl.Callback):
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)
+        env = getattr(getattr(trainer.datamodule, "env", None), "unwrapped", None)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         if not self.enabled or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
@@ -84,7 +84,7 @@ class ExportBest(pl.Callback):
         self.export_dir = target
 
     def _run_best(self, trainer: pl.Trainer) -> Record | None:
-        writer = next((cb for cb in trainer.callbacks if isinstance(cb, HistoryWriter)), None)
+        writer = next((cb for cb in trainer.callbacks if isinstance(cb, HistoryWriter)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
         if writer is None or writer.history_path is None or not writer.history_path.is_file():
             return self.best
         return best_of([record for record in read_history(writer.history_path) if is_evaluated(record)])

@@ -56,7 +56,7 @@ def _same_file(a: str, b: str) -> bool:
 
 def run_identity(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
     """The settings that make two histories comparable: env, its arguments, episode seeds, batch, strategy."""
-    data = trainer.datamodule
+    data = trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
     hparams = getattr(data, "hparams", {})
     identity = {
         "data": {
@@ -117,6 +117,7 @@ class HistoryWriter(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_rank != 0:
             return
+        assert self.history_path is not None and self.best_path is not None  # set in setup
         if self._restored is None:
             existing, _ = read_lines(self.history_path)
             if existing:
@@ -132,6 +133,7 @@ class HistoryWriter(pl.Callback):
 
     def _resume(self, trainer: pl.Trainer, state: Mapping[str, Any]) -> None:
         """Check the run and the file against the checkpoint; drop the lines written after it."""
+        assert self.history_path is not None and self.best_path is not None  # set in setup
         difference = _first_difference(state.get("identity"), self._identity, "")
         if difference is not None:
             key, old, new = difference
@@ -169,12 +171,13 @@ class HistoryWriter(pl.Callback):
             self._write_best(self.best)
         elif self.best_path.exists():
             self.best_path.unlink()
-        remember = getattr(trainer.datamodule, "remember", None)
+        remember = getattr(trainer.datamodule, "remember", None)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         if remember is not None:
             remember(records)
 
     def _rewrite(self, lines: list[str]) -> None:
         """Replace the history by `lines` atomically."""
+        assert self.history_path is not None  # set in setup
         atomic_write(self.history_path, "".join(line + "\n" for line in lines))
 
     # ---- writing ----
@@ -183,6 +186,7 @@ class HistoryWriter(pl.Callback):
         """Append the episode the moment it ends, before the update that learns from it."""
         if trainer.global_rank != 0:
             return
+        assert self._handle is not None  # opened in on_fit_start
         record = episode.record
         line = json.dumps(record)
         self._handle.write(line + "\n")
@@ -197,6 +201,7 @@ class HistoryWriter(pl.Callback):
             self._write_best(record)
 
     def _write_best(self, record: Record) -> None:
+        assert self.best_path is not None  # set in setup
         atomic_write(self.best_path, json.dumps(record, indent=2) + "\n")
 
     def _fsync(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.controller.episode import Episode
@@ -23,4 +24,4 @@ class HparamsMetric(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
         for logger in trainer.loggers:
-            logger.log_metrics({"hp_metric": pl_module.reward_best.item()}, step=batch[-1].update)
+            logger.log_metrics({"hp_metric": cast(torch.Tensor, pl_module.reward_best).item()}, step=batch[-1].update)

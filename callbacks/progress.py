@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ProgressBar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -15,7 +16,7 @@ from nasprune.controller.episode import Episode
 
 def episode_budget(trainer: pl.Trainer) -> int | None:
     """Episodes the run will play: updates (`max_steps`, or epochs × updates per epoch) × episodes per update."""
-    hparams = getattr(trainer.datamodule, "hparams", {})
+    hparams = getattr(trainer.datamodule, "hparams", {})  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
     per_update = hparams.get("episodes_per_update")
     updates = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
     if updates is None and trainer.max_epochs is not None and trainer.max_epochs > 0 and hparams.get("updates_per_epoch"):
@@ -62,7 +63,7 @@ class SearchProgressBar(ProgressBar):
             console=self.console,
             refresh_per_second=self.refresh_per_second,
         )
-        per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update", 0)
+        per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update", 0)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         self.task = self.progress.add_task(
             "search", total=episode_budget(trainer), completed=trainer.global_step * per_update, best=self._best_text(pl_module)
         )
@@ -73,6 +74,7 @@ class SearchProgressBar(ProgressBar):
     ) -> None:
         if self.progress is None:
             return
+        assert self.task is not None  # added with the progress
         self.progress.update(self.task, advance=len(batch), best=self._best_text(pl_module))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -84,7 +86,7 @@ class SearchProgressBar(ProgressBar):
     @staticmethod
     def _best_text(pl_module: pl.LightningModule) -> str:
         """The strategy's best reward so far (it owns that number; restored on resume)."""
-        best = pl_module.reward_best.item()
+        best = cast(torch.Tensor, pl_module.reward_best).item()  # the strategy's buffer
         return "–" if best == -math.inf else f"{best:.4f}"
 
     def _stop(self) -> None:

@@ -52,7 +52,7 @@ class PeriodicPublisher(pl.Callback):
 def figure_to_array(figure: Figure) -> np.ndarray:
     """The rendered figure as an RGB image, height × width × 3, uint8."""
     figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]  # matplotlib hints the base canvas; the Agg canvas drawn on has buffer_rgba
 
 
 def log_text(logger: Logger, tag: str, markdown: str, rows: list[list[str]], columns: list[str], step: int) -> None:

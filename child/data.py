@@ -29,7 +29,7 @@ class ChildDataModule(pl.LightningDataModule):
     Subclasses fill `train_set` and `val_set` in `setup("fit")` and `test_set` in `setup("test")`.
     """
 
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, int, int]  # channels, height, width
     num_classes: int
 
     def __init__(self, batch_size: PositiveInt = 64, eval_batch_size: PositiveInt = 512, num_workers: NonNegativeInt = 0) -> None:
@@ -89,19 +89,20 @@ class DigitsDataModule(ChildDataModule):
         if val_fraction + test_fraction >= 0.9:
             raise ConfigError("test_fraction", f"val_fraction + test_fraction must leave ≥ 10% for training, got {test_fraction!r}")
         self.save_hyperparameters()
+        self.val_fraction, self.split_seed, self.test_fraction = val_fraction, split_seed, test_fraction
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         images, labels = _digits()
         x_rest, x_val, y_rest, y_val = train_test_split(
-            images, labels, test_size=self.hparams.val_fraction, random_state=self.hparams.split_seed, stratify=labels
+            images, labels, test_size=self.val_fraction, random_state=self.split_seed, stratify=labels
         )
         x_train, x_test, y_train, y_test = train_test_split(
             x_rest,
             y_rest,
-            test_size=round(self.hparams.test_fraction * len(labels)),
-            random_state=self.hparams.split_seed,
+            test_size=round(self.test_fraction * len(labels)),
+            random_state=self.split_seed,
             stratify=y_rest,
         )
         mean, std = x_train.mean(), x_train.std()
@@ -161,13 +162,15 @@ class TorchvisionDataModule(ChildDataModule):
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers)
         self.save_hyperparameters()
+        self.root, self.download, self.val_fraction, self.split_seed = root, download, val_fraction, split_seed
+        self.train_subset, self.val_subset = train_subset, val_subset
 
     def prepare_data(self) -> None:
         """Download when asked to; then read every split a run reads — the training set (training
         and validation) and the test set (the export's report) — so that a missing, truncated or
         mismatched file stops the run before any search (a ConfigError naming the split)."""
-        root = Path(self.hparams.root).expanduser()
-        if self.hparams.download:
+        root = Path(self.root).expanduser()
+        if self.download:
             for train in (True, False):
                 getattr(datasets, self.dataset_name)(str(root), train=train, download=True)
         for train, split in ((True, "training"), (False, "test")):
@@ -177,7 +180,7 @@ class TorchvisionDataModule(ChildDataModule):
                 if "not found" in str(err).lower():
                     raise ConfigError(
                         "root",
-                        f"{self.dataset_name} not found under {self.hparams.root} (resolved: {root.resolve()}): "
+                        f"{self.dataset_name} not found under {self.root} (resolved: {root.resolve()}): "
                         f"expected torchvision's layout ({root / self.folder}/...); set download: true to fetch it ({err})",
                     ) from None
                 raise ConfigError("root", f"{self.dataset_name} {split} split under {root.resolve() / self.folder} cannot be read: {err}") from None
@@ -188,14 +191,14 @@ class TorchvisionDataModule(ChildDataModule):
         return (images.float() / 255.0 - mean) / std
 
     def setup(self, stage: str | None = None) -> None:
-        root = str(Path(self.hparams.root).expanduser().resolve())
+        root = str(Path(self.root).expanduser().resolve())
         if stage in (None, "fit", "validate") and self.train_set is None:
             images, labels = _load_torchvision(self.dataset_name, root, True)
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-            n_val = round(self.hparams.val_fraction * len(labels))
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            n_val = round(self.val_fraction * len(labels))
             val_index, train_index = order[:n_val], order[n_val:]
-            train_index = train_index[: self.hparams.train_subset]
-            val_index = val_index[: self.hparams.val_subset]
+            train_index = train_index[: self.train_subset]
+            val_index = val_index[: self.val_subset]
             self.train_set = TensorDataset(self._normalised(images[train_index]), labels[train_index])
             self.val_set = TensorDataset(self._normalised(images[val_index]), labels[val_index])
         if stage in (None, "test") and self.test_set is None:

@@ -23,6 +23,7 @@ def main(argv: Sequence[str]) -> None:
     spec, out = Path(argv[0]), Path(argv[1])
     result = evaluate_design(**torch.load(spec, weights_only=False))
     rank = int(os.environ["RANK"])
+    assert result.model is not None  # evaluate_design keeps the trained model
     report = {
         "rank": rank,
         "world_size": int(os.environ["WORLD_SIZE"]),

@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 
 def _device(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
+    tensor: torch.Tensor | None = next(model.parameters(), None)
     if tensor is None:
         tensor = next(model.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")

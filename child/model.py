@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -33,12 +36,16 @@ def build_op(layer: LayerDesign, in_channels: int) -> nn.Module:
     stride = 2 if layer.downsample == "stride" else 1
     family, kernel = layer.family, layer.kernel_size
     if family == "conv":
+        assert layer.width is not None and kernel is not None  # parse_op gives a conv its width and kernel
         return conv_bn_relu(in_channels, layer.width, kernel, stride)
     if family == "sepconv":
+        assert layer.width is not None and kernel is not None  # parse_op gives a conv its width and kernel
         return sep_conv_bn_relu(in_channels, layer.width, kernel, stride)
     if family == "maxpool":
+        assert kernel is not None  # parse_op gives a pool its kernel
         return nn.MaxPool2d(kernel, stride=stride, padding=kernel // 2)
     if family == "avgpool":
+        assert kernel is not None  # parse_op gives a pool its kernel
         return nn.AvgPool2d(kernel, stride=stride, padding=kernel // 2, count_include_pad=False)
     return nn.Identity()
 
@@ -68,10 +75,12 @@ class ChildLayer(nn.Module):
         self.projection: nn.Sequential | None = None
         self.out_channels = self.out_op_channels
         if layer.skip is not None and layer.skip_mode == "add":
+            assert skip_channels is not None  # ChildNet passes a skip's channels with it
             self.projection = nn.Sequential(
                 nn.Conv2d(skip_channels, self.out_op_channels, 1, bias=False), nn.BatchNorm2d(self.out_op_channels)
             )
         elif layer.skip is not None:
+            assert skip_channels is not None  # ChildNet passes a skip's channels with it
             self.out_channels = self.out_op_channels + skip_channels
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,14 +126,14 @@ class ChildNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.stem(x)]
-        for layer in self.layers:
+        for layer in cast(Iterable[ChildLayer], self.layers):  # a ModuleList is hinted to hold plain Modules
             skip = features[layer.design.skip] if layer.design.skip is not None else None
             features.append(layer(features[-1], skip))
         return self.classifier(features[-1].mean(dim=(2, 3)))
 
     def output_convs(self) -> list[nn.Conv2d | None]:
         """Per layer, the convolution whose output channels the layer's prune ratio removes."""
-        return [layer.output_conv() for layer in self.layers]
+        return [layer.output_conv() for layer in cast(Iterable[ChildLayer], self.layers)]  # a ModuleList is hinted to hold plain Modules
 
 
 def build_model(

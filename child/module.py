@@ -43,6 +43,8 @@ class ChildModule(pl.LightningModule):
         if lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"unknown lr_scheduler {lr_scheduler!r}; allowed: {', '.join(LR_SCHEDULERS)}")
         self.save_hyperparameters(ignore=["net", "teacher"])
+        self.lr, self.weight_decay, self.optimizer, self.momentum = lr, weight_decay, optimizer, momentum
+        self.lr_scheduler, self.distill_alpha, self.distill_temperature = lr_scheduler, distill_alpha, distill_temperature
         self.net = net
         self.teacher = teacher
         if teacher is not None:
@@ -61,7 +63,7 @@ class ChildModule(pl.LightningModule):
             self.teacher.eval()
             with torch.no_grad():
                 teacher_logits = self.teacher(x)
-            loss = distillation_loss(logits, teacher_logits, y, self.hparams.distill_alpha, self.hparams.distill_temperature)
+            loss = distillation_loss(logits, teacher_logits, y, self.distill_alpha, self.distill_temperature)
         else:
             loss = F.cross_entropy(logits, y)
         self.train_acc(logits, y)
@@ -83,18 +85,18 @@ class ChildModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = self.net.parameters()
-        lr, decay = self.hparams.lr, self.hparams.weight_decay
-        if self.hparams.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=lr, momentum=self.hparams.momentum, weight_decay=decay)
-        elif self.hparams.optimizer == "adamw":
+        lr, decay = self.lr, self.weight_decay
+        if self.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=decay)
+        elif self.optimizer == "adamw":
             optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=decay)
         else:
             optimizer = torch.optim.Adam(params, lr=lr, weight_decay=decay)
-        if self.hparams.lr_scheduler == "none":
+        if self.lr_scheduler == "none":
             return optimizer
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        if self.hparams.lr_scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        if self.lr_scheduler == "cosine":
+            scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         else:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

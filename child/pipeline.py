@@ -26,7 +26,7 @@ from nasprune.child.data import ChildDataModule
 from nasprune.child.deploy import require_deploy, score_int8
 from nasprune.child.failures import NonFiniteLossGuard
 from nasprune.child.metrics import count_flops, count_params, count_zeros, measure_latency, model_size_bytes
-from nasprune.child.model import build_model
+from nasprune.child.model import ChildNet, build_model
 from nasprune.child.module import LR_SCHEDULERS, OPTIMIZERS, ChildModule
 from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
@@ -197,7 +197,7 @@ def _trainer(
         check_val_every_n_epoch=max(max_epochs, 1),
         accelerator=training.accelerator,
         devices=training.devices,
-        precision=training.precision,
+        precision=training.precision,  # type: ignore[arg-type]  # a str Lightning itself checks against its Literal precision names
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -335,7 +335,7 @@ def _train(net: nn.Module, datamodule: ChildDataModule, training: ChildTraining,
 
 
 def _prune(
-    net: nn.Module, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
+    net: ChildNet, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]
 ) -> tuple[nn.Module | None, list[pl.Callback]]:
     """Prune `net` in place (its distillation teacher is copied first); the sparsity callbacks of its fine-tuning."""
     start = time.perf_counter()
@@ -381,7 +381,7 @@ def timed_latency(net: nn.Module, shape: tuple[int, ...], training: ChildTrainin
     return latency
 
 
-def _score(net: nn.Module, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
+def _score(net: ChildNet, module: ChildModule, datamodule: ChildDataModule, training: ChildTraining, seconds: dict[str, float]) -> dict[str, Any]:
     """The pruned child's `EvalResult` fields: accuracy and costs (and latency, when asked for)."""
     shape = datamodule.input_shape
     start = time.perf_counter()

@@ -8,13 +8,14 @@ of a concatenation), so tensors really shrink.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import torch
 import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 
-from nasprune.child.model import ChildNet
+from nasprune.child.model import ChildLayer, ChildNet
 
 # The channel-importance criteria torch-pruning offers that fit a plain CNN. All rank whole
 # coupled groups (every tensor a removed channel touches), not single layers.
@@ -43,7 +44,7 @@ def prune_ratios(net: ChildNet) -> dict[nn.Module, float]:
     group's ratio the design's whichever of the two torch-pruning takes as the group's root.
     """
     ratios: dict[nn.Module, float] = {}
-    for layer in net.layers:
+    for layer in cast(Iterable[ChildLayer], net.layers):  # a ModuleList is hinted to hold plain Modules
         conv, ratio = layer.output_conv(), layer.design.prune_ratio
         if conv is None or ratio <= 0:
             continue

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch_pruning as tp
@@ -150,7 +150,7 @@ def ignored_layers(net: nn.Module, num_classes: int, names: Sequence[str] = ()) 
 
 
 def _out_channels(module: nn.Module) -> int:
-    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    return module.out_features if isinstance(module, nn.Linear) else cast(nn.Conv2d, module).out_channels  # the other prunable layers are convolutions
 
 
 class PrunableGroups:

@@ -15,14 +15,18 @@ are a simulated measure of size and compute for hardware that has such kernels.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import cast
+
 import torch
 from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 from torch.nn.utils import parametrize
+from torch.utils.hooks import RemovableHandle
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasprune.child.metrics import count_params
-from nasprune.child.model import ChildNet
+from nasprune.child.model import ChildLayer, ChildNet
 
 FLOAT_BITS = 32
 ACTIVATION_BITS = 8
@@ -33,14 +37,14 @@ def is_quantized(net: ChildNet) -> bool:
     return any(layer.bits is not None for layer in net.design.layers)
 
 
-def weight_bits(net: ChildNet) -> dict[nn.Module, int]:
+def weight_bits(net: ChildNet) -> dict[nn.Conv2d | nn.Linear, int]:
     """Bits of each convolution's and the classifier's weights (`FLOAT_BITS` when not quantized)."""
     quantized = is_quantized(net)
-    bits: dict[nn.Module, int] = {}
+    bits: dict[nn.Conv2d | nn.Linear, int] = {}
     for module in net.stem.modules():
         if isinstance(module, nn.Conv2d):
             bits[module] = EDGE_BITS if quantized else FLOAT_BITS
-    for layer in net.layers:
+    for layer in cast(Iterable[ChildLayer], net.layers):  # a ModuleList is hinted to hold plain Modules
         for module in layer.modules():
             if isinstance(module, nn.Conv2d):
                 bits[module] = layer.design.bits or FLOAT_BITS
@@ -93,7 +97,7 @@ class InputFakeQuant(nn.Module):
 
 
 def _quantize_input(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return (module.input_quant(args[0]), *args[1:])
+    return (cast(InputFakeQuant, module.input_quant)(args[0]), *args[1:])  # set by add_fake_quant
 
 
 def weight_fake_quant(bits: int) -> FakeQuantize:
@@ -121,7 +125,7 @@ def add_fake_quant(net: ChildNet) -> ChildNet:
     for module, bits in weight_bits(net).items():
         parametrize.register_parametrization(module, "weight", weight_fake_quant(bits))
         module.input_quant = InputFakeQuant()
-        module.input_quant_hook = module.register_forward_pre_hook(_quantize_input)
+        module.input_quant_hook = module.register_forward_pre_hook(_quantize_input)  # type: ignore[assignment]  # nn.Module.__setattr__ is hinted Tensor | Module; any attribute is allowed
     return net
 
 
@@ -137,6 +141,6 @@ def remove_fake_quant(net: ChildNet) -> ChildNet:
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
         if hasattr(module, "input_quant"):
-            module.input_quant_hook.remove()
+            cast(RemovableHandle, module.input_quant_hook).remove()  # set by add_fake_quant
             del module.input_quant, module.input_quant_hook
     return net

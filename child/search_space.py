@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from nasprune.config import MAX_BITS, MIN_BITS, BitWidth, ConfigError, PositiveInt, UnitRatio
 
@@ -166,7 +166,7 @@ class Design:
 
     def feature_sizes(self, input_size: tuple[int, int]) -> list[tuple[int, int]]:
         """Spatial sizes of h0, h1, …; ValueError naming the layer if one would downsample a 1×1 map."""
-        sizes = [tuple(input_size)]
+        sizes = [cast(tuple[int, int], tuple(input_size))]
         for index, layer in enumerate(self.layers):
             height, width = sizes[-1]
             if layer.downsample != "none" and min(height, width) < 2:
@@ -227,8 +227,8 @@ class SearchSpace:
         self._validate()
         if self.architecture is not None:
             decisions = []
-            for index, layer in enumerate(self.architecture):
-                if layer.width is not None:
+            for index, fixed in enumerate(self.architecture):
+                if fixed.width is not None:
                     decisions.append(Decision(index, "prune_ratio", self.prune_ratios))
                     if self.bits:
                         decisions.append(Decision(index, "bits", self.bits))

@@ -6,7 +6,7 @@ not dense FLOPs or latency. Masks come from `torch.nn.utils.prune` (L1 magnitude
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 from torch import nn
@@ -67,5 +67,5 @@ class AGPSparsity(pl.Callback):
         n_updates = max(total // self.frequency, 1)
         # t = step + frequency: the sparsity the ramp reaches after this step, so the last step trains at s_f
         target = agp_sparsity(step + self.frequency, self.final, 0.0, 0, n_updates, self.frequency)
-        apply_sparsity(pl_module.net, target, self.current)
+        apply_sparsity(cast(nn.Module, pl_module.net), target, self.current)
         self.current = max(self.current, target)

@@ -129,12 +129,14 @@ class RegularizedEvolution(GradientFreeStrategy):
         if not 1 <= sample_size <= population_size:
             raise ConfigError("model.init_args.sample_size", f"must be in [1, population_size={population_size}], got {sample_size!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.population_size = population_size
+        self.sample_size = sample_size
         self.population: deque[tuple[tuple[int, ...], float]] = deque(maxlen=population_size)
 
     def initial_state(self) -> Mutation:
-        if len(self.population) < self.hparams.population_size:
+        if len(self.population) < self.population_size:
             return Mutation()
-        members = self.rng.choice(len(self.population), size=self.hparams.sample_size, replace=False)
+        members = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
         parent, _ = max((self.population[i] for i in members), key=lambda member: member[1])
         return Mutation(parent, int(self.rng.integers(len(parent))))
 

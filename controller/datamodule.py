@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -68,10 +68,10 @@ class EpisodeStream(IterableDataset):
         self.agent = agent
 
     def __iter__(self) -> Iterator[list[Episode]]:
-        per_epoch = self.source.hparams.updates_per_epoch
+        per_epoch = self.source.updates_per_epoch
         updates = itertools.count() if per_epoch is None else range(per_epoch)
         for _ in updates:
-            batch = self.source.play_batch(self.agent, self.source.hparams.episodes_per_update)
+            batch = self.source.play_batch(self.agent, self.source.episodes_per_update)
             if self.source.has_copies():
                 self.source.remember(episode.info for episode in batch)  # every copy learns what the others evaluated
             yield batch
@@ -144,6 +144,11 @@ class EpisodeDataModule(pl.LightningDataModule):
         if not isinstance(fail_fast_after, int) or fail_fast_after < 0:
             raise ConfigError("data.fail_fast_after", f"must be a non-negative integer, got {fail_fast_after!r}")
         self.save_hyperparameters()
+        self.episodes_per_update = episodes_per_update
+        self.updates_per_epoch = updates_per_epoch
+        self.num_workers = num_workers
+        self.backend = backend
+        self.seed = seed
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
         self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
         self._env_slots = EnvSlots(self.envs)
@@ -159,7 +164,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is not None:
             episode.update = trainer.global_step
-            for callback in trainer.callbacks:
+            for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
                 hook = getattr(callback, "on_episode_end", None)
                 if hook is not None:
                     hook(trainer, trainer.lightning_module, episode)
@@ -167,7 +172,7 @@ class EpisodeDataModule(pl.LightningDataModule):
 
     def has_copies(self) -> bool:
         """Whether episodes are played by more than one env (copies side by side, or workers)."""
-        return len(self.envs) > 1 or self.hparams.num_workers > 1 or self.hparams.backend == "ray"
+        return len(self.envs) > 1 or self.num_workers > 1 or self.backend == "ray"
 
     def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Hand finished evaluations (e.g. this run's history on resume) to every env copy and
@@ -192,7 +197,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         return self._run_seed()
 
     def _run_seed(self) -> int:
-        return self.hparams.seed if self.hparams.seed is not None else torch.initial_seed() % 2**32
+        return self.seed if self.seed is not None else torch.initial_seed() % 2**32
 
     def play(self, agent: BatchAgent) -> Episode:
         """The next episode, in the first env."""
@@ -206,13 +211,14 @@ class EpisodeDataModule(pl.LightningDataModule):
         return episodes
 
     def _slots(self) -> Slots:
-        if self.hparams.num_workers > 1 or self.hparams.backend == "ray":
+        if self.num_workers > 1 or self.backend == "ray":
             return self.workers().slots
         return self._env_slots
 
     def workers(self) -> WorkerPool:
         """The parallel workers, started on first use (so that building the module stays cheap)."""
         if self._workers is None:
+            assert self.env.spec is not None  # gymnasium.make always stamps the env's spec
             self._workers = start_workers(self.hparams, self.env.spec)
             if self._remembered:
                 self._workers.remember(self._remembered)
@@ -225,7 +231,8 @@ class EpisodeDataModule(pl.LightningDataModule):
             self._workers = None
 
     def train_dataloader(self) -> DataLoader:
-        agent = self.trainer.lightning_module
+        assert self.trainer is not None  # Lightning asks for the loader only while fitting
+        agent = cast(BatchAgent, self.trainer.lightning_module)  # the controller being fitted acts in batches
         return DataLoader(EpisodeStream(self, agent), batch_size=None, collate_fn=_as_is)
 
     def state_dict(self) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def make_sampler(spec: dict[str, Any] | None, seed: int) -> optuna.samplers.Base
         if inspect.isclass(cls) and "seed" in inspect.signature(cls).parameters:
             spec["init_args"] = {"seed": seed, **(spec.get("init_args") or {})}
     try:
-        return instantiate(spec, optuna.samplers.BaseSampler, key)
+        return instantiate(spec, optuna.samplers.BaseSampler, key)  # type: ignore[type-abstract]  # mypy refuses an abstract class as type[T]; instantiate only checks against it
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:  # the sampler's own check of its arguments
@@ -119,6 +119,7 @@ class OptunaSearch(GradientFreeStrategy):
         if storage is not None and storage not in STORAGE_FILES:
             raise ConfigError("model.init_args.storage", f"{storage!r} is not one of: sqlite, journal, null")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.study_name, self.storage = study_name, storage
         self.objectives, self.directions = objectives, senses
         sampler_seed = int(self.rng.integers(2**31)) if seed is None else seed
         self.sampler = make_sampler(sampler, sampler_seed)
@@ -132,12 +133,12 @@ class OptunaSearch(GradientFreeStrategy):
 
     def _new_study(self, storage: optuna.storages.BaseStorage | None = None, load_if_exists: bool = False) -> optuna.Study:
         return optuna.create_study(
-            storage=storage, sampler=self.sampler, directions=self.directions, study_name=self.hparams.study_name, load_if_exists=load_if_exists
+            storage=storage, sampler=self.sampler, directions=self.directions, study_name=self.study_name, load_if_exists=load_if_exists
         )
 
     def _open_stored_study(self) -> optuna.Study | None:
         """The study's file in the run directory, holding exactly the trials this run has told."""
-        trainer, kind = self._trainer, self.hparams.storage
+        trainer, kind = self._trainer, self.storage
         if kind is None or trainer is None:
             return None
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
@@ -153,7 +154,7 @@ class OptunaSearch(GradientFreeStrategy):
         if len(trials) != self._trials_told:
             # a killed run wrote trials its last checkpoint does not know of: keep those before it
             kept = [t for t in trials if t.number < self._trials_told]
-            optuna.delete_study(study_name=self.hparams.study_name, storage=storage)
+            optuna.delete_study(study_name=self.study_name, storage=storage)
             stored = self._new_study(storage)
             stored.add_trials(kept)
         return stored

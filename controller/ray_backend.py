@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +33,7 @@ from nasprune.controller.vector import threads_per_worker
 
 log = logging.getLogger(__name__)
 
-StepResult = tuple[Any, float, bool, bool, dict[str, Any]]
+StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
 
 
 @ray.remote
@@ -89,7 +89,7 @@ class RayVectorEnv(VectorEnv):
     ) -> None:
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
-            local = {"include_dashboard": False} if address is None else {}
+            local: dict[str, Any] = {"include_dashboard": False} if address is None else {}
             try:
                 ray.init(address=address, configure_logging=False, **local)
             except ConnectionError as err:
@@ -102,19 +102,19 @@ class RayVectorEnv(VectorEnv):
         self.worker_ids = list(range(num_workers))
         self._next_worker_id = num_workers
         self.actors = [self._new_actor() for _ in range(num_workers)]
-        observation_space, action_space, self.failure_reward = ray.get(self.actors[0].describe.remote())
+        observation_space, action_space, self.failure_reward = cast(tuple[gym.Space, gym.Space, float], ray.get(self.actors[0].describe.remote()))
         self.single_observation_space, self.single_action_space = observation_space, action_space
         self.observation_space = batch_space(observation_space, num_workers)
         self.action_space = batch_space(action_space, num_workers)
         self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
-        self._parked = [True] * num_workers
+        self._parked: list[bool] = [True] * num_workers
         self._seeds: list[int | None] = [None] * num_workers
         self._actions: list[list[int]] = [[] for _ in range(num_workers)]
-        self._retried = [False] * num_workers
-        self._observations = [observation_space.sample() for _ in range(num_workers)]
+        self._retried: list[bool] = [False] * num_workers
+        self._observations: list[Any] = [observation_space.sample() for _ in range(num_workers)]
 
     def _new_actor(self) -> ActorHandle:
-        return EnvWorker.options(**self._actor_options).remote(*self._actor_args)
+        return EnvWorker.options(**self._actor_options).remote(*self._actor_args)  # type: ignore[attr-defined]  # @ray.remote makes an ActorClass; ray's hints keep the plain class
 
     def _replace(self, i: int) -> None:
         ray.kill(self.actors[i])
@@ -124,7 +124,7 @@ class RayVectorEnv(VectorEnv):
 
     def _batch(self, observations: Sequence[Any]) -> Any:
         return concatenate(
-            self.single_observation_space, observations, create_empty_array(self.single_observation_space, self.num_envs)
+            self.single_observation_space, observations, create_empty_array(self.single_observation_space, self.num_envs)  # type: ignore[arg-type]  # gymnasium hints create_empty_array as possibly None; never for a real space
         )
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -134,10 +134,10 @@ class RayVectorEnv(VectorEnv):
         seeds = list(seed) if isinstance(seed, Sequence) else [seed] * self.num_envs
         infos: dict[str, Any] = {}
         if hold:
-            for i in np.flatnonzero(mask):
+            for i in np.flatnonzero(mask).tolist():
                 self._parked[i] = True
             return self._batch(self._observations), infos
-        futures = {int(i): self.actors[i].reset.remote(seeds[i], options or None) for i in np.flatnonzero(mask)}
+        futures: dict[int, Any] = {int(i): self.actors[i].reset.remote(seeds[i], options or None) for i in np.flatnonzero(mask)}
         for i, future in futures.items():
             self._seeds[i], self._actions[i], self._retried[i], self._parked[i] = seeds[i], [], False, False
             try:
@@ -152,7 +152,7 @@ class RayVectorEnv(VectorEnv):
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=np.bool_)
         truncated = np.zeros(self.num_envs, dtype=np.bool_)
-        futures = {}
+        futures: dict[int, Any] = {}
         for i, action in enumerate(np.asarray(actions).tolist()):
             if not self._parked[i]:
                 self._actions[i].append(int(action))

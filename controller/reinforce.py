@@ -25,7 +25,7 @@ advantages shrink to zero instead of pushing it around.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, list[Des
 
 def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
     """Stack single observations of `space` into (nested) tensors with a leading batch dim."""
-    stacked = concatenate(space, observations, create_empty_array(space, n=len(observations)))
+    stacked = concatenate(space, observations, create_empty_array(space, n=len(observations)))  # type: ignore[arg-type]  # gymnasium hints create_empty_array as possibly None; never for a real space
     return _to_tensor(stacked, device)
 
 
@@ -81,6 +81,8 @@ class Reinforce(SearchStrategy):
     It acts in any env with a `Discrete` action space and reads any observation space; the
     CLI hands it the env's spaces.
     """
+
+    baseline: torch.Tensor  # the buffer registered in __init__
 
     def __init__(
         self,
@@ -132,10 +134,14 @@ class Reinforce(SearchStrategy):
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
             raise ConfigError("model.init_args.distinct_designs", "needs an env whose observations carry an action_mask")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
+        self.lr, self.baseline_decay, self.entropy_weight, self.gamma = lr, baseline_decay, entropy_weight, gamma
+        self.normalize_advantages, self.rank_advantages = normalize_advantages, rank_advantages
+        self.distinct_designs = distinct_designs
+        assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
         self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
         self.policy = LSTMPolicy(
-            observation_space, int(action_space.n), hidden_size, embedding_size, temperature, tanh_constant
+            observation_space, int(cast(spaces.Discrete, action_space).n), hidden_size, embedding_size, temperature, tanh_constant
         )
         # b_t per step index, NaN until step t is first seen; grows with the longest episode
         self.register_buffer("baseline", torch.empty(0))
@@ -155,7 +161,7 @@ class Reinforce(SearchStrategy):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["sampler_rng"] = self.sampler.get_state()
-        if self.hparams.distinct_designs:
+        if self.distinct_designs:
             checkpoint["designs"] = self.designs.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -184,7 +190,7 @@ class Reinforce(SearchStrategy):
         """One batched forward of the policy for several episodes played side by side."""
         recurrent, prev_action, prefixes = states
         obs = batch_observations(self.observation_space, observations, self.device)
-        if self.hparams.distinct_designs:
+        if self.distinct_designs:
             obs["action_mask"] = self._unexplored_masks(obs["action_mask"], prefixes)
         logits, recurrent = self.policy(obs, prev_action, recurrent)
         if greedy:
@@ -192,7 +198,7 @@ class Reinforce(SearchStrategy):
         else:
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             action = torch.multinomial(probs, 1, generator=self.sampler).squeeze(1).to(logits.device)
-            if self.hparams.distinct_designs:
+            if self.distinct_designs:
                 action = self._avoid_taken(action, probs, obs["action_mask"].cpu(), prefixes)
         actions = action.tolist()
         return actions, (recurrent, action, [prefix + (a,) for prefix, a in zip(prefixes, actions)])
@@ -267,8 +273,8 @@ class Reinforce(SearchStrategy):
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
-        log_probs, entropies, valid = self._replay(episodes, unexplored=self.hparams.distinct_designs)
-        returns = discounted_returns(episodes, self.hparams.gamma).to(self.device)
+        log_probs, entropies, valid = self._replay(episodes, unexplored=self.distinct_designs)
+        returns = discounted_returns(episodes, self.gamma).to(self.device)
         steps = returns.shape[1]
         if self.baseline.numel() < steps:
             unseen = torch.full((steps - self.baseline.numel(),), float("nan"), device=self.device)
@@ -277,9 +283,9 @@ class Reinforce(SearchStrategy):
         baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
         advantages = (returns - baseline) * valid
-        if self.hparams.rank_advantages:
+        if self.rank_advantages:
             advantages = centred_ranks(returns, valid)
-        elif self.hparams.normalize_advantages and valid.sum() > 1:
+        elif self.normalize_advantages and valid.sum() > 1:
             # scale by the spread of the returns, not of the advantages: once the policy is good the
             # advantages shrink towards zero and stay there, instead of being blown back up to unit
             # variance (which makes a converged policy drift)
@@ -288,8 +294,8 @@ class Reinforce(SearchStrategy):
             advantages = advantages / std.clamp(min=1e-8)
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
-        loss = policy_loss - self.hparams.entropy_weight * entropy
-        if self.hparams.distinct_designs:
+        loss = policy_loss - self.entropy_weight * entropy
+        if self.distinct_designs:
             for episode in episodes:
                 self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
             self.taken.clear()
@@ -302,9 +308,9 @@ class Reinforce(SearchStrategy):
             policy_loss=policy_loss.detach(),
         )
         with torch.no_grad():
-            decay = self.hparams.baseline_decay
+            decay = self.baseline_decay
             self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.policy.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.policy.parameters(), lr=self.lr)

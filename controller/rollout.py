@@ -110,7 +110,7 @@ class EnvSlots:
                 results.append(None)
                 continue
             observation, reward, terminated, truncated, info = env.step(action)
-            results.append((observation, reward, terminated or truncated, info))
+            results.append((observation, float(reward), terminated or truncated, info))
         return results
 
     def worker(self, slot: int) -> int | None:
@@ -132,7 +132,7 @@ class VectorSlots:
     def reset(self, seeds: Sequence[int | None]) -> tuple[list[Any], list[dict[str, Any]]]:
         n = len(seeds)
         active = np.arange(self.num_envs) < n
-        batched, infos = self.vector_env.reset(seed=[*seeds, *[None] * (self.num_envs - n)], options={"reset_mask": active})
+        batched, infos = self.vector_env.reset(seed=[*seeds, *[None] * (self.num_envs - n)], options={"reset_mask": active})  # type: ignore[arg-type]  # VectorEnv.reset hints one seed; every gymnasium backend takes a list
         observations = list(iterate(self.vector_env.observation_space, batched))[:n]
         return observations, [unbatch_info(infos, i) for i in range(n)]
 

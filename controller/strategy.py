@@ -25,6 +25,10 @@ from nasprune.controller.episode import Episode
 class SearchStrategy(pl.LightningModule, ABC):
     """Base class: holds the env's spaces and the search's running totals (saved in checkpoints)."""
 
+    reward_best: torch.Tensor  # the buffers registered in __init__
+    episodes_done: torch.Tensor
+    recent_rewards: torch.Tensor
+
     def __init__(
         self,
         observation_space: spaces.Space | None = None,
@@ -94,7 +98,7 @@ class SearchStrategy(pl.LightningModule, ABC):
         self.reward_best.fill_(max(self.reward_best.item(), rewards.max().item()))
         self.episodes_done.add_(len(episodes))
         self.recent_rewards.copy_(torch.cat([self.recent_rewards, rewards.to(self.recent_rewards)])[-len(self.recent_rewards) :])
-        metrics = {
+        metrics: dict[str, torch.Tensor | float] = {
             "search/reward": rewards.mean(),
             "search/reward_max": rewards.max(),
             "search/reward_best": self.reward_best.clone(),
@@ -117,9 +121,9 @@ class SearchStrategy(pl.LightningModule, ABC):
         if trainer is None:
             return True
         step = trainer.global_step + 1
-        per_epoch = getattr(trainer.datamodule, "hparams", {}).get("updates_per_epoch")
+        per_epoch = getattr(trainer.datamodule, "hparams", {}).get("updates_per_epoch")  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         return (
-            step % trainer.log_every_n_steps == 0
+            step % trainer.log_every_n_steps == 0  # type: ignore[attr-defined]  # set at runtime by Lightning's logger connector, undeclared
             or (per_epoch is not None and step % per_epoch == 0)
             or (trainer.max_steps > 0 and step >= trainer.max_steps)
         )

@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import torch
@@ -29,7 +29,7 @@ from gymnasium.vector.async_vector_env import AsyncState
 
 from nasprune.config import ConfigError, SearchError
 from nasprune.controller.env_factory import make_env
-from nasprune.controller.rollout import Step, VectorSlots
+from nasprune.controller.rollout import Slots, Step, VectorSlots
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class HoldFinished(gym.Wrapper):
         self._last_observation = observation
         return observation, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._parked:
             return self._last_observation, 0.0, False, False, {}
         observation, reward, terminated, truncated, info = self.env.step(action)
@@ -191,7 +191,7 @@ class VectorWorkers:
         self._start = start
         self.vector_env = start()
         self.num_envs = self.vector_env.num_envs
-        self.slots = self
+        self.slots: Slots = self
         self._inner = VectorSlots(self.vector_env)
         self.worker_ids = list(range(self.num_envs))
         self._seeds: Sequence[int | None] = []
@@ -229,19 +229,20 @@ class VectorWorkers:
 
     def _replay(self) -> Any:
         """The round again on the new workers: reset with its seeds, its steps re-taken; the last call's answer."""
-        answer = self._inner.reset(self._seeds)
+        answer: Any = self._inner.reset(self._seeds)
         for actions in self._steps:
             answer = self._inner.step(actions)
         return answer
 
     def _discard(self) -> None:
         """Stop all of the workers (one is dead already)."""
-        for process in self.vector_env.processes:  # the others are stopped first, so none reports the broken pipes
+        vector_env = cast(AsyncVectorEnv, self.vector_env)  # only async workers die here (Ray replaces its actors itself)
+        for process in vector_env.processes:  # the others are stopped first, so none reports the broken pipes
             process.kill()
             process.join()
         # the vector env waits on the dead pipe; gymnasium resets this state itself after a worker error
-        self.vector_env._state = AsyncState.DEFAULT
-        self.vector_env.close(terminate=True)
+        vector_env._state = AsyncState.DEFAULT
+        vector_env.close(terminate=True)
 
     def _replace(self, dead: Sequence[tuple[int, int | None]]) -> None:
         self._discard()
@@ -250,11 +251,11 @@ class VectorWorkers:
         for i, _ in dead:
             self.worker_ids[i] = max(self.worker_ids) + 1
         if self._records:
-            self.vector_env.call("remember", self._records)
+            self.vector_env.call("remember", self._records)  # type: ignore[attr-defined]  # every backend (Sync, Async, Ray) has call; gymnasium's VectorEnv does not declare it
 
     def remember(self, records: list[Mapping[str, Any]]) -> None:
         self._records += records
-        self.vector_env.call("remember", records)
+        self.vector_env.call("remember", records)  # type: ignore[attr-defined]  # every backend (Sync, Async, Ray) has call; gymnasium's VectorEnv does not declare it
 
     def close(self) -> None:
         self.vector_env.close()

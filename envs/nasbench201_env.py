@@ -269,6 +269,7 @@ class NasBench201Env(gym.Env):
         accuracy = float(row[self.reward_column])
         if self.latency_column is None:
             return accuracy, {}
+        assert self.latency_target is not None  # required with latency_column (checked in __init__)
         ratio = float(row[self.latency_column]) / self.latency_target
         weight = self.latency_weight if (self.latency_constraint == "soft" or ratio > 1.0) else 0.0
         factor = ratio**weight
@@ -285,7 +286,7 @@ class NasBench201Env(gym.Env):
             raise RuntimeError("step() called on a finished episode; call reset() first")
         action = int(action)
         if not 0 <= action < len(OPS) or not self._mask()[action]:
-            info = {"error": f"action {action} is masked out at step {len(self._actions)}", "error_kind": "invalid_action"}
+            info: dict[str, Any] = {"error": f"action {action} is masked out at step {len(self._actions)}", "error_kind": "invalid_action"}
             self._failed = True
             return self._observation(), self.failure_reward, True, False, info
         self._actions.append(action)

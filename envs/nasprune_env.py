@@ -43,6 +43,8 @@ class NasPruneEnv(gym.Env):
     `cached: True`.
     """
 
+    action_space: spaces.Discrete
+
     metadata = {"render_modes": []}
 
     def __init__(
@@ -99,7 +101,7 @@ class NasPruneEnv(gym.Env):
         designs = self.space.largest_designs() or [Design(())]
         nets = [build_model(d, shape[0], classes, self.space.stem_width) for d in designs]
         flops = [count_flops(n, shape) for n in nets]
-        reference = {
+        reference: dict[str, float] = {
             "flops": max(flops),
             "params": max(count_params(n) for n in nets),
             "size_bytes": max(model_size_bytes(n) for n in nets),
@@ -113,7 +115,7 @@ class NasPruneEnv(gym.Env):
                 deployed = score_int8(costliest, self.datamodule, t.calibration_images, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
                 reference["latency_ms"] = deployed["latency_ms"]
             else:
-                reference["latency_ms"] = measure_latency(costliest, shape, t.latency_batch_size, t.latency_warmup, t.latency_repeats)
+                reference["latency_ms"] = measure_latency(costliest, shape, self.training.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
     def _observation(self) -> dict[str, Any]:
@@ -181,7 +183,7 @@ class NasPruneEnv(gym.Env):
 
 def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTraining) -> Reward:
     """The configured reward (a `LinearReward` by default), refused if it needs a cost the training does not measure."""
-    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)
+    reward_fn = instantiate(reward, Reward, "reward", default=LinearReward)  # type: ignore[type-abstract]  # mypy refuses an abstract class as type[T]; instantiate only checks against it
     if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
         raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
     return reward_fn

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -154,9 +154,9 @@ class PruneModelEnv(gym.Env):
         if reward is None and flops_target is not None:
             reward = TargetWindowReward(target=flops_target * self.flops_unpruned, tolerance=flops_tolerance)
         reward_fn = build_reward(reward, self.training)
-        reference = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
+        reference: dict[str, float] = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
         if self.training.latency_batch_size is not None:
-            reference["latency_ms"] = timed_latency(net, self.input_shape, self.training, {})
+            reference["latency_ms"] = cast(float, timed_latency(net, self.input_shape, self.training, {}))  # a number: latency_batch_size is set
         self.reward_fn = reward_fn.with_reference(reference)
         self.cache = EvaluationCache(_ratios_key) if cache else None
         self.failures = FailureLog(log)

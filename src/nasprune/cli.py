@@ -473,10 +473,10 @@ def stopped_line(state: RunState) -> str:
     """`nasprune: stopped by SIGTERM at episode k of n; resume with --ckpt_path last`."""
     name = signal.Signals(state.signals[0]).name
     trainer = state.trainer
-    if trainer is None or trainer.datamodule is None:
+    if trainer is None or trainer.datamodule is None:  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         return f"nasprune: stopped by {name} before the search began"
-    played = getattr(trainer.datamodule, "episodes_played", 0)
-    per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update")
+    played = getattr(trainer.datamodule, "episodes_played", 0)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
+    per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update")  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
     budget = f" of {trainer.max_steps * per_update}" if per_update and trainer.max_steps and trainer.max_steps > 0 else ""
     if not getattr(trainer.checkpoint_callback, "last_model_path", ""):
         return f"nasprune: stopped by {name} at episode {played}{budget}, before the run's first checkpoint: nothing to resume, run it again to start over"
@@ -521,8 +521,8 @@ def main(args: Sequence[str] | None = None) -> None:
         _fail(stopped_line(state), SIGNAL_EXIT[signal.Signals(state.signals[0])])
     if state.budget_spent:
         console.print(f"nothing to resume: the run's budget (trainer.max_steps {cli.trainer.max_steps}) is spent: {cli.trainer.log_dir}", markup=False, highlight=False)
-    history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)
-    export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)
+    history = next((cb for cb in cli.trainer.callbacks if isinstance(cb, HistoryWriter)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
+    export = next((cb for cb in cli.trainer.callbacks if isinstance(cb, ExportBest)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
     if export is not None and export.finished_interrupted:
         console.print(f"export: finishing the export the stopped run had begun: {export.export_dir}", markup=False, highlight=False)
     if history is not None and history.best_path is not None:

@@ -13,9 +13,13 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")  # a settings dataclass
 
 # The weight bit-widths a searched layer may take (`BitWidth`).
 MIN_BITS, MAX_BITS = 2, 8
@@ -71,12 +75,12 @@ def under(key: str, build: Callable[[Any], T], value: Any) -> T:
         raise err.under(key) from None
 
 
-def dataclass_from_config(cls: type[T], config: Mapping[str, Any] | T | None, what: str) -> T:
+def dataclass_from_config(cls: type[D], config: Mapping[str, Any] | D | None, what: str) -> D:
     """A settings dataclass from a mapping of its fields (an instance passes through); an unknown key
     is a `ConfigError` naming it and the allowed ones."""
     if isinstance(config, cls):
         return config
-    config = dict(config or {})
+    config = dict(cast("Mapping[str, Any] | None", config) or {})  # not an instance: a mapping of its fields
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config) - allowed)
     if unknown:
@@ -140,7 +144,9 @@ def instantiate(spec: Any, base: type[T], key: str, default: type[T] | None = No
 
 def packaged_configs() -> Path:
     """The folder of YAML configs shipped inside the installed package."""
-    return Path(importlib.import_module("nasprune.configs").__file__).parent
+    configs = importlib.import_module("nasprune.configs").__file__
+    assert configs is not None  # a regular package (it has an __init__.py)
+    return Path(configs).parent
 
 
 def resolve_config_path(value: str) -> str:

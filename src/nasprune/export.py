@@ -26,7 +26,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -171,7 +171,7 @@ def export_design(
     datamodule, stem_width = env.datamodule, env.space.stem_width
     shape, classes = tuple(datamodule.input_shape), datamodule.num_classes
     result = evaluate_design(design, datamodule, training, stem_width, seed)
-    net = result.model.cpu().eval()
+    net = cast(ChildNet, result.model).cpu().eval()  # evaluate_design keeps the child it built
 
     # the folder appears complete or not at all: a kill during the export leaves no partial export
     with atomic_directory(out_dir) as staging:
