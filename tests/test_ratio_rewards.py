@@ -1,8 +1,11 @@
 """TargetWindowReward: accuracy inside a cost window, a linear penalty by distance outside it."""
 
+from pathlib import Path
+
 import pytest
 
 from nasprune.child import TargetWindowReward
+from nasprune.cli import main
 from nasprune.config import ConfigError
 
 
@@ -33,17 +36,25 @@ def test_alpha_and_cost_choice() -> None:
     assert reward.metrics_needed == ("accuracy", "params")
 
 
+def test_a_target_is_required() -> None:
+    with pytest.raises(ConfigError) as err:
+        TargetWindowReward()
+    assert err.value.key == "target"
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "key"),
+    ("flag", "key"),
     [
-        ({}, "target"),
-        ({"target": 0.0}, "target"),
-        ({"target": 10.0, "tolerance": 1.0}, "tolerance"),
-        ({"target": 10.0, "slope": -1.0}, "slope"),
-        ({"target": 10.0, "cost": "energy"}, "cost"),
+        ("target=0.0", "target"),
+        ("tolerance=1.0", "tolerance"),
+        ("slope=-1.0", "slope"),
+        ("cost=energy", "cost"),
     ],
 )
-def test_bad_arguments(kwargs: dict, key: str) -> None:
-    with pytest.raises(ConfigError) as err:
-        TargetWindowReward(**kwargs)
-    assert err.value.key == key
+def test_bad_arguments_are_one_line_naming_the_key(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, key: str) -> None:
+    """The CLI's typing of the reward's signature refuses them before any env is built."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(repo / "configs" / "mnist_ratios.yaml"), f"--data.env_kwargs.reward.init_args.{flag}", f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    (line,) = [entry for entry in capsys.readouterr().err.splitlines() if entry.startswith("nasprune: error:")]
+    assert line.startswith(f"nasprune: error: data.env_kwargs.reward.init_args.{key}: ")
