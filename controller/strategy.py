@@ -20,12 +20,12 @@ from gymnasium import spaces
 
 from nasprune.config import ConfigError
 from nasprune.controller.episode import Episode
+from nasprune.run_history import best_reward
 
 
 class SearchStrategy(pl.LightningModule, ABC):
     """Base class: holds the env's spaces and the search's running totals (saved in checkpoints)."""
 
-    reward_best: torch.Tensor  # the buffers registered in __init__
     episodes_done: torch.Tensor
     recent_rewards: torch.Tensor
 
@@ -45,7 +45,6 @@ class SearchStrategy(pl.LightningModule, ABC):
             raise ConfigError("data.env_id", f"search strategies need a Discrete action space, got {action_space}")
         self.observation_space = observation_space
         self.action_space = action_space
-        self.register_buffer("reward_best", torch.tensor(float("-inf")))
         self.register_buffer("episodes_done", torch.tensor(0))
         self.register_buffer("recent_rewards", torch.full((recent_window,), float("nan")))
 
@@ -93,15 +92,14 @@ class SearchStrategy(pl.LightningModule, ABC):
         return [action for action, _ in pairs], [state for _, state in pairs]
 
     def log_search(self, episodes: Sequence[Episode], **extra: torch.Tensor | float) -> None:
-        """Update the running totals and log `search/*` for this update."""
+        """Update the running totals and log `search/*` for this update (the best so far is the run history's)."""
         rewards = torch.tensor([ep.total_reward for ep in episodes])
-        self.reward_best.fill_(max(self.reward_best.item(), rewards.max().item()))
         self.episodes_done.add_(len(episodes))
         self.recent_rewards.copy_(torch.cat([self.recent_rewards, rewards.to(self.recent_rewards)])[-len(self.recent_rewards) :])
         metrics: dict[str, torch.Tensor | float] = {
             "search/reward": rewards.mean(),
             "search/reward_max": rewards.max(),
-            "search/reward_best": self.reward_best.clone(),
+            "search/reward_best": best_reward(self.trainer),
             "search/episodes": self.episodes_done.float(),
             "search/reward_recent": self.recent_rewards.nanmean(),
             **{f"search/{key}": value for key, value in extra.items()},
