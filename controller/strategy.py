@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from gymnasium import spaces
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, PositiveCount
 from nasprune.controller.episode import Episode
 from nasprune.run_history import best_reward
 
@@ -33,12 +33,10 @@ class SearchStrategy(pl.LightningModule, ABC):
         self,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
-        recent_window: int = 20,
+        recent_window: PositiveCount = 20,
     ) -> None:
         """`recent_window` episodes make up `search/reward_recent` (a smoothed curve; a stopping signal)."""
         super().__init__()
-        if recent_window < 1:
-            raise ConfigError("model.init_args.recent_window", f"must be a positive integer, got {recent_window!r}")
         if observation_space is None or action_space is None:
             raise ConfigError("model", "a search strategy needs the env's observation_space and action_space")
         if not isinstance(action_space, spaces.Discrete):
