@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     BitWidth: TypeAlias = int
     PositiveFraction: TypeAlias = float
     PositiveCount: TypeAlias = int
-    NonNegativeCount: TypeAlias = int
     PositiveNumber: TypeAlias = float
     DecayRate: TypeAlias = float
 else:
@@ -85,7 +84,6 @@ def plain_number_type(name: str, kind: type[int] | type[float], description: str
 
 if not TYPE_CHECKING:
     PositiveCount = plain_number_type("PositiveCount", int, "a positive integer", lambda n: n > 0)
-    NonNegativeCount = plain_number_type("NonNegativeCount", int, "a non-negative integer", lambda n: n >= 0)
     PositiveNumber = plain_number_type("PositiveNumber", float, "a positive number", lambda n: n > 0)
     DecayRate = plain_number_type("DecayRate", float, "in [0, 1)", lambda n: 0 <= n < 1)
 
