@@ -51,7 +51,7 @@ def gradient_free(name: str, data: EpisodeDataModule, seed: int) -> object:
 def test_design_tree_knows_which_prefixes_are_exhausted() -> None:
     tree = DesignTree()
     tree.add((0, 1), 0.5, [(0, 1), (1, 2)])  # after (), the env allowed 0 and 1; after (0,), 1 and 2
-    assert (0, 1) in tree and (0, 2) not in tree and tree.closed == {(0,): {1}, (): set()}
+    assert (0, 1) in tree and (0, 2) not in tree and tree.closed == {(0,): {1}}  # (0,) is not exhausted yet
     assert tree.unexplored((0,), np.array([0, 1, 1])).tolist() == [0, 0, 1]
     tree.add((0, 2), 0.7, [(0, 1), (1, 2)])
     assert tree.closed[()] == {0}  # both continuations of (0,) are known, none of (1,)
