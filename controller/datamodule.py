@@ -245,5 +245,7 @@ class EpisodeDataModule(pl.LightningDataModule):
         return {"episodes_played": self.episodes_played, "history": self.history.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "history" not in state_dict:
+            raise ConfigError("ckpt_path", "the checkpoint holds no run history (an older nasprune wrote it); start a new run without --ckpt_path")
         self.episodes_played = int(state_dict["episodes_played"])
         self.history.load_state_dict(state_dict["history"])
