@@ -4,7 +4,7 @@ from nasprune.callbacks.child_curves import ChildCurves
 from nasprune.callbacks.episode_metrics import EpisodeMetrics
 from nasprune.callbacks.export import ExportBest
 from nasprune.callbacks.hparams import HparamsMetric
-from nasprune.callbacks.history import HistoryWriter, run_identity
+from nasprune.callbacks.history import HistoryWriter
 from nasprune.callbacks.pareto import ParetoPlot
 from nasprune.callbacks.progress import SearchProgressBar
 from nasprune.callbacks.top_k import TopKTable
@@ -18,5 +18,4 @@ __all__ = [
     "ParetoPlot",
     "SearchProgressBar",
     "TopKTable",
-    "run_identity",
 ]

@@ -9,14 +9,14 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from nasprune.callbacks.history import HistoryWriter
 from nasprune.child import ChildTraining
 from nasprune.config import PositiveInt
 from nasprune.controller.episode import Episode
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import DeploySettings, export_design, final_training as with_final_training
-from nasprune.records import Record, best_of, is_evaluated, read_history
+from nasprune.records import is_evaluated
+from nasprune.run_history import history_of
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,9 @@ class ExportBest(pl.Callback):
     `int8` also writes the static int8 model of the whole network and measures float and int8 in
     ONNX Runtime (`calibration_images`, `latency_batch_size`, `latency_threads`: see `DeploySettings`).
 
-    The design exported is the best of the run's whole history (`HistoryWriter`'s file), so a
-    resumed run weighs the episodes before the restart too. A resume that has nothing left to
-    play exports only when the run has no export yet — the one a kill interrupted (an export is
+    The design exported is the run history's best evaluated episode (`RunHistory.best_evaluated`),
+    so a resumed run weighs the episodes before the restart too. A resume that evaluates nothing
+    new exports only when the run has no export yet — the one a kill interrupted (an export is
     written whole or not at all): `finished_interrupted` is then set.
     """
 
@@ -54,7 +54,7 @@ class ExportBest(pl.Callback):
         self.deploy = DeploySettings(int8, calibration_images, latency_batch_size, latency_threads)  # fails now if int8 cannot run
         self.seed = seed
         self.directory = directory
-        self.best: Record | None = None  # the best evaluated episode this process played
+        self.evaluated_here = False  # whether this process played an episode that evaluated a network
         self.export_dir: Path | None = None
         self.metrics: dict[str, Any] | None = None
         self.finished_interrupted = False
@@ -63,9 +63,7 @@ class ExportBest(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
-        for episode in batch:
-            if is_evaluated(episode.record) and (self.best is None or episode.total_reward > self.best["reward"]):
-                self.best = episode.record
+        self.evaluated_here = self.evaluated_here or any(is_evaluated(episode.record) for episode in batch)
 
     @rank_zero_only
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -73,18 +71,12 @@ class ExportBest(pl.Callback):
         if not self.enabled or not isinstance(env, (NasPruneEnv, PruneModelEnv)):
             return
         target = Path(trainer.log_dir or trainer.default_root_dir) / self.directory
-        if self.best is None and target.exists():
-            return  # nothing played since the run's export
-        best = self._run_best(trainer)
+        if not self.evaluated_here and target.exists():
+            return  # nothing evaluated since the run's export
+        best = history_of(trainer).best_evaluated
         if best is None:
             return
-        self.finished_interrupted = self.best is None
+        self.finished_interrupted = not self.evaluated_here
         log.info("exporting episode %s (%s) to %s", best["episode"], best.get("design_str"), target)
         self.metrics = export_design(best, env, with_final_training(env.training, self.final_training), target, self.seed, self.deploy)
         self.export_dir = target
-
-    def _run_best(self, trainer: pl.Trainer) -> Record | None:
-        writer = next((cb for cb in trainer.callbacks if isinstance(cb, HistoryWriter)), None)  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
-        if writer is None or writer.history_path is None or not writer.history_path.is_file():
-            return self.best
-        return best_of([record for record in read_history(writer.history_path) if is_evaluated(record)])

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_only
 
 from nasprune.controller.episode import Episode
+from nasprune.run_history import best_reward
 
 
 class HparamsMetric(pl.Callback):
-    """Sets `hp_metric` to the best episode reward so far (the strategy's `reward_best`), after every update.
+    """Sets `hp_metric` to the best episode reward so far (the run history's), after every update.
 
     Lightning logs the hyperparameters (the strategy's and the episode data's) once, at the start,
     with `hp_metric` as their metric; TensorBoard's hparams view shows that scalar's last value,
@@ -24,4 +24,4 @@ class HparamsMetric(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: list[Episode], batch_idx: int
     ) -> None:
         for logger in trainer.loggers:
-            logger.log_metrics({"hp_metric": cast(torch.Tensor, pl_module.reward_best).item()}, step=batch[-1].update)
+            logger.log_metrics({"hp_metric": best_reward(trainer)}, step=batch[-1].update)

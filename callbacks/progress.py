@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ProgressBar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nasprune.controller.episode import Episode
+from nasprune.run_history import best_reward
 
 
 def episode_budget(trainer: pl.Trainer) -> int | None:
@@ -65,7 +65,7 @@ class SearchProgressBar(ProgressBar):
         )
         per_update = getattr(trainer.datamodule, "hparams", {}).get("episodes_per_update", 0)  # type: ignore[attr-defined]  # Lightning sets Trainer.datamodule at runtime, undeclared
         self.task = self.progress.add_task(
-            "search", total=episode_budget(trainer), completed=trainer.global_step * per_update, best=self._best_text(pl_module)
+            "search", total=episode_budget(trainer), completed=trainer.global_step * per_update, best=self._best_text(trainer)
         )
         self.progress.start()
 
@@ -75,7 +75,7 @@ class SearchProgressBar(ProgressBar):
         if self.progress is None:
             return
         assert self.task is not None  # added with the progress
-        self.progress.update(self.task, advance=len(batch), best=self._best_text(pl_module))
+        self.progress.update(self.task, advance=len(batch), best=self._best_text(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop()
@@ -84,9 +84,9 @@ class SearchProgressBar(ProgressBar):
         self._stop()
 
     @staticmethod
-    def _best_text(pl_module: pl.LightningModule) -> str:
-        """The strategy's best reward so far (it owns that number; restored on resume)."""
-        best = cast(torch.Tensor, pl_module.reward_best).item()  # the strategy's buffer
+    def _best_text(trainer: pl.Trainer) -> str:
+        """The run's best reward so far (its history owns that number; restored on resume)."""
+        best = best_reward(trainer)
         return "–" if best == -math.inf else f"{best:.4f}"
 
     def _stop(self) -> None:

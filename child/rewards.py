@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import Literal
 
 from nasprune.config import ConfigError, NonNegativeFloat, NonPositiveFloat, PositiveFloat, UnitRatio
 
 # Costs the CLI accepts (jsonargparse checks the Literal); a metric the evaluation measures
 Cost = Literal["flops", "params", "size_bytes", "latency_ms", "size_bits", "bitops"]
-COSTS: tuple[str, ...] = get_args(Cost)
 
 
 class Reward(ABC):

@@ -338,10 +338,6 @@ class SearchSpace:
             return mask
         return [True] * len(decision.choices)
 
-    def valid_choices(self, step: int, previous_actions: Sequence[int]) -> int:
-        """How many choices of decision `step` are valid (see `action_mask`)."""
-        return sum(self.action_mask(step, previous_actions))
-
     def design_from_actions(self, actions: Sequence[int]) -> Design:
         if len(actions) != len(self.decisions):
             raise ValueError(f"expected {len(self.decisions)} actions, got {len(actions)}")

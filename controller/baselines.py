@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, PositiveCount
 from nasprune.controller.episode import Episode
 from nasprune.controller.strategy import SearchStrategy
 
@@ -108,8 +108,8 @@ class RegularizedEvolution(GradientFreeStrategy):
         self,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
-        population_size: int = 30,
-        sample_size: int = 10,
+        population_size: PositiveCount = 30,
+        sample_size: PositiveCount = 10,
         seed: int | None = None,
     ) -> None:
         """
@@ -124,8 +124,6 @@ class RegularizedEvolution(GradientFreeStrategy):
             seed: seed of the strategy's generator; by default torch's initial seed (`seed_everything`).
         """
         super().__init__(observation_space, action_space, seed)
-        if population_size < 1:
-            raise ConfigError("model.init_args.population_size", f"must be a positive integer, got {population_size!r}")
         if not 1 <= sample_size <= population_size:
             raise ConfigError("model.init_args.sample_size", f"must be in [1, population_size={population_size}], got {sample_size!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])

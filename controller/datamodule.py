@@ -5,9 +5,9 @@ from the weights *before* the previous update, so the controller's `training_ste
 `dataloader_iter` instead: Lightning then does not prefetch, and each batch of episodes is
 played on demand, inside the step, with the current weights.
 
-Each episode is announced the moment it ends, before the update that learns from it, to every
-callback with an `on_episode_end(trainer, pl_module, episode)` hook (the history makes it
-durable there).
+Each episode is added to the run's history (`RunHistory`: the count, the best so far) the moment
+it ends, then announced, before the update that learns from it, to every callback with an
+`on_episode_end(trainer, pl_module, episode)` hook (`HistoryWriter` makes it durable there).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from nasprune.controller.episode import Episode
 from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
 from nasprune.controller.rollout import EnvSlots, Slots, play_episodes
 from nasprune.controller.seeds import episode_seed
+from nasprune.run_history import RunHistory, run_identity
 
 
 class FirstFailures:
@@ -158,12 +159,15 @@ class EpisodeDataModule(pl.LightningDataModule):
         self._workers: WorkerPool | None = None
         self._remembered: list[Mapping[str, Any]] = []  # for workers started later
         self._first_failures = FirstFailures(fail_fast_after)
+        self.history = RunHistory()
 
     def _finished(self, episode: Episode) -> None:
-        """Stamp the update that learns from `episode` and announce it (the one channel for a finished episode)."""
+        """Stamp the update that learns from `episode`, count it and announce it (the one channel for a finished episode)."""
         trainer = self.trainer
         if trainer is not None:
-            episode.update = trainer.global_step
+            episode.update = trainer.global_step  # before its record is built
+        self.history.add(episode)
+        if trainer is not None:
             for callback in trainer.callbacks:  # type: ignore[attr-defined]  # Lightning sets Trainer.callbacks at runtime, undeclared
                 hook = getattr(callback, "on_episode_end", None)
                 if hook is not None:
@@ -233,11 +237,15 @@ class EpisodeDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.trainer is not None  # Lightning asks for the loader only while fitting
         agent = cast(BatchAgent, self.trainer.lightning_module)  # the controller being fitted acts in batches
+        self.remember(self.history.open(run_identity(self, self.trainer.lightning_module)))  # after any checkpoint is restored
         return DataLoader(EpisodeStream(self, agent), batch_size=None, collate_fn=_as_is)
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs: how many episodes were played (episode `i` is seeded by `i`)."""
-        return {"episodes_played": self.episodes_played}
+        """What a resumed run needs: how many episodes were played (episode `i` is seeded by `i`), and the run's history."""
+        return {"episodes_played": self.episodes_played, "history": self.history.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "history" not in state_dict:
+            raise ConfigError("ckpt_path", "the checkpoint holds no run history (an older nasprune wrote it); start a new run without --ckpt_path")
         self.episodes_played = int(state_dict["episodes_played"])
+        self.history.load_state_dict(state_dict["history"])

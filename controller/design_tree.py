@@ -39,10 +39,6 @@ class DesignTree:
     def __contains__(self, design: object) -> bool:
         return design in self.rewards
 
-    def is_exhausted(self, prefix: Design) -> bool:
-        """Whether every design that continues `prefix` (the design itself, if complete) is evaluated."""
-        return prefix in self.rewards or self.closed.get(prefix, set()).issuperset(self.masks.get(prefix, (None,)))
-
     def add(self, actions: Sequence[int], reward: float, allowed: Iterable[Iterable[int]]) -> None:
         """An evaluated design, its reward, and the allowed actions the env showed at each of its steps."""
         design = tuple(int(a) for a in actions)

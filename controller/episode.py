@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -44,3 +45,8 @@ class Episode:
     def record(self) -> Record:
         """Its history line, built once (the history, the exporter and the tables all read this one)."""
         return episode_record(self)
+
+    @cached_property
+    def line(self) -> str:
+        """Its history line as JSON text, serialised once (the history file and its digest share it)."""
+        return json.dumps(self.record)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from gymnasium import spaces
 
-from nasprune.config import ConfigError
+from nasprune.config import PositiveCount
 from nasprune.controller.baselines import GradientFreeStrategy
 from nasprune.controller.design_tree import Design, DesignTree
 from nasprune.controller.episode import Episode
@@ -50,7 +50,7 @@ class LocalSearch(GradientFreeStrategy):
         self,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
-        initial_designs: int = 10,
+        initial_designs: PositiveCount = 10,
         seed: int | None = None,
     ) -> None:
         """
@@ -62,8 +62,6 @@ class LocalSearch(GradientFreeStrategy):
             seed: seed of the strategy's generator; by default torch's initial seed (`seed_everything`).
         """
         super().__init__(observation_space, action_space, seed)
-        if initial_designs < 1:
-            raise ConfigError("model.init_args.initial_designs", f"must be a positive integer, got {initial_designs!r}")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
         self.known = DesignTree()  # every design evaluated, its reward, the masks seen: the cache
         self.current: Design | None = None

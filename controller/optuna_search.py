@@ -113,11 +113,6 @@ class OptunaSearch(GradientFreeStrategy):
             senses += ["minimize"] * (len(objectives) - 1)
         if len(senses) != len(objectives):
             raise ConfigError("model.init_args.directions", f"needs one direction per objective ({len(objectives)}), got {len(senses)}")
-        for direction in senses:
-            if direction not in ("maximize", "minimize"):
-                raise ConfigError("model.init_args.directions", f"{direction!r} is not one of: maximize, minimize")
-        if storage is not None and storage not in STORAGE_FILES:
-            raise ConfigError("model.init_args.storage", f"{storage!r} is not one of: sqlite, journal, null")
         self.save_hyperparameters(ignore=["observation_space", "action_space"])
         self.study_name, self.storage = study_name, storage
         self.objectives, self.directions = objectives, senses

@@ -32,7 +32,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, DecayRate, PositiveCount, PositiveNumber
 from nasprune.controller.design_tree import Design, DesignTree
 from nasprune.controller.episode import Episode
 from nasprune.controller.policy import LSTMPolicy
@@ -88,18 +88,18 @@ class Reinforce(SearchStrategy):
         self,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
-        hidden_size: int = 64,
+        hidden_size: PositiveCount = 64,
         embedding_size: int = 32,
-        lr: float = 5e-3,
-        baseline_decay: float = 0.9,
+        lr: PositiveNumber = 5e-3,
+        baseline_decay: DecayRate = 0.9,
         entropy_weight: float = 1e-3,
         gamma: float = 1.0,
-        temperature: float = 1.0,
+        temperature: PositiveNumber = 1.0,
         tanh_constant: float | None = None,
         normalize_advantages: bool = False,
         rank_advantages: bool = False,
         distinct_designs: bool = False,
-        recent_window: int = 20,
+        recent_window: PositiveCount = 20,
     ) -> None:
         """
         Args:
@@ -124,12 +124,11 @@ class Reinforce(SearchStrategy):
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
-        for key, value in (("model.init_args.lr", lr), ("model.init_args.temperature", temperature), ("model.init_args.hidden_size", hidden_size)):
-            if value <= 0:
-                raise ConfigError(key, f"must be positive, got {value!r}")
+        if temperature <= 0:  # the CLI refuses it (its type); from Python it would only surface as NaN logits
+            raise ConfigError("model.init_args.temperature", f"must be positive, got {temperature!r}")
         if normalize_advantages and rank_advantages:
             raise ConfigError("model.init_args.rank_advantages", "choose one of normalize_advantages and rank_advantages")
-        if not 0.0 <= baseline_decay < 1.0:
+        if not 0.0 <= baseline_decay < 1.0:  # the CLI refuses it (its type); from Python the baseline would silently diverge
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
             raise ConfigError("model.init_args.distinct_designs", "needs an env whose observations carry an action_mask")

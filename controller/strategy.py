@@ -18,14 +18,14 @@ import pytorch_lightning as pl
 import torch
 from gymnasium import spaces
 
-from nasprune.config import ConfigError
+from nasprune.config import ConfigError, PositiveCount
 from nasprune.controller.episode import Episode
+from nasprune.run_history import best_reward
 
 
 class SearchStrategy(pl.LightningModule, ABC):
     """Base class: holds the env's spaces and the search's running totals (saved in checkpoints)."""
 
-    reward_best: torch.Tensor  # the buffers registered in __init__
     episodes_done: torch.Tensor
     recent_rewards: torch.Tensor
 
@@ -33,19 +33,16 @@ class SearchStrategy(pl.LightningModule, ABC):
         self,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
-        recent_window: int = 20,
+        recent_window: PositiveCount = 20,
     ) -> None:
         """`recent_window` episodes make up `search/reward_recent` (a smoothed curve; a stopping signal)."""
         super().__init__()
-        if recent_window < 1:
-            raise ConfigError("model.init_args.recent_window", f"must be a positive integer, got {recent_window!r}")
         if observation_space is None or action_space is None:
             raise ConfigError("model", "a search strategy needs the env's observation_space and action_space")
         if not isinstance(action_space, spaces.Discrete):
             raise ConfigError("data.env_id", f"search strategies need a Discrete action space, got {action_space}")
         self.observation_space = observation_space
         self.action_space = action_space
-        self.register_buffer("reward_best", torch.tensor(float("-inf")))
         self.register_buffer("episodes_done", torch.tensor(0))
         self.register_buffer("recent_rewards", torch.full((recent_window,), float("nan")))
 
@@ -93,15 +90,14 @@ class SearchStrategy(pl.LightningModule, ABC):
         return [action for action, _ in pairs], [state for _, state in pairs]
 
     def log_search(self, episodes: Sequence[Episode], **extra: torch.Tensor | float) -> None:
-        """Update the running totals and log `search/*` for this update."""
+        """Update the running totals and log `search/*` for this update (the best so far is the run history's)."""
         rewards = torch.tensor([ep.total_reward for ep in episodes])
-        self.reward_best.fill_(max(self.reward_best.item(), rewards.max().item()))
         self.episodes_done.add_(len(episodes))
         self.recent_rewards.copy_(torch.cat([self.recent_rewards, rewards.to(self.recent_rewards)])[-len(self.recent_rewards) :])
         metrics: dict[str, torch.Tensor | float] = {
             "search/reward": rewards.mean(),
             "search/reward_max": rewards.max(),
-            "search/reward_best": self.reward_best.clone(),
+            "search/reward_best": best_reward(self.trainer),
             "search/episodes": self.episodes_done.float(),
             "search/reward_recent": self.recent_rewards.nanmean(),
             **{f"search/{key}": value for key, value in extra.items()},

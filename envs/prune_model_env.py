@@ -29,7 +29,7 @@ from nasprune.child.prune_model import (
     validation_accuracy,
 )
 from nasprune.child.rewards import Reward, TargetWindowReward
-from nasprune.config import ConfigError, instantiate, under
+from nasprune.config import ConfigError, NonNegativeInt, PositiveFraction, UnitRatio, instantiate, under
 from nasprune.envs.cache import EvaluationCache, timed_lookup
 from nasprune.envs.nasprune_env import build_reward, check_failure_reward, load_data
 
@@ -89,9 +89,9 @@ class PruneModelEnv(gym.Env):
         pretrain_dir: str = "runs/pretrained",
         ratios: Sequence[float] = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75),
         ignored_layers: Sequence[str] = (),
-        flops_target: float | None = None,
-        flops_tolerance: float = 0.03,
-        recalibration_batches: int = 0,
+        flops_target: PositiveFraction | None = None,
+        flops_tolerance: UnitRatio = 0.03,
+        recalibration_batches: NonNegativeInt = 0,
         training: Mapping[str, Any] | ChildTraining | None = None,
         reward: Mapping[str, Any] | Reward | None = None,
         failure_reward: float = -1.0,
@@ -101,15 +101,7 @@ class PruneModelEnv(gym.Env):
         if model is None:
             raise ConfigError("model", "is required: {class_path: torchvision.models.resnet18, init_args: {num_classes: 10}} or your own")
         self.ratios = _check_ratios(ratios)
-        if flops_target is not None and not 0.0 < flops_target <= 1.0:
-            raise ConfigError("flops_target", f"must be a fraction of the unpruned FLOPs in (0, 1], got {flops_target!r}")
-        if not 0.0 <= flops_tolerance < 1.0:
-            raise ConfigError("flops_tolerance", f"must be in [0, 1), got {flops_tolerance!r}")
-        if not isinstance(recalibration_batches, int) or recalibration_batches < 0:
-            raise ConfigError("recalibration_batches", f"must be a non-negative integer, got {recalibration_batches!r}")
         self.recalibration_batches = recalibration_batches
-        if not isinstance(cache, bool):
-            raise ConfigError("cache", f"must be true or false, got {cache!r}")
         self.failure_reward = check_failure_reward(failure_reward)
         unused = sorted({"epochs", "lr"} & set(training if isinstance(training, Mapping) else ()))
         if unused:
@@ -145,19 +137,8 @@ class PruneModelEnv(gym.Env):
         self.accuracy_unpruned = validation_accuracy(net, self.datamodule)
         self.flops_target = flops_target
         self.flops_tolerance = float(flops_tolerance)
-        self._budget = (0.0, float("inf"))
-        if flops_target is not None:
-            self._budget = (flops_target * (1 - flops_tolerance) * self.flops_unpruned, flops_target * (1 + flops_tolerance) * self.flops_unpruned)
-            fewest = self.groups.flops([max(self.ratios)] * len(self.groups))
-            if fewest > self._budget[1]:
-                raise ConfigError("flops_target", f"{flops_target} is out of reach: the largest ratio everywhere leaves {fewest / self.flops_unpruned:.3f} of the FLOPs")
-        if reward is None and flops_target is not None:
-            reward = TargetWindowReward(target=flops_target * self.flops_unpruned, tolerance=flops_tolerance)
-        reward_fn = build_reward(reward, self.training)
-        reference: dict[str, float] = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
-        if self.training.latency_batch_size is not None:
-            reference["latency_ms"] = cast(float, timed_latency(net, self.input_shape, self.training, {}))  # a number: latency_batch_size is set
-        self.reward_fn = reward_fn.with_reference(reference)
+        self._budget = self._flops_budget()
+        self.reward_fn = self._reward(reward)
         self.cache = EvaluationCache(_ratios_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -174,6 +155,25 @@ class PruneModelEnv(gym.Env):
         )
         self._chosen: list[float] = []
         self._over = False
+
+    def _flops_budget(self) -> tuple[float, float]:
+        """The FLOPs window a design must land in (`flops_target` ± `flops_tolerance`), refused when out of reach."""
+        if self.flops_target is None:
+            return (0.0, float("inf"))
+        low, high = (self.flops_target * (1 + sign * self.flops_tolerance) * self.flops_unpruned for sign in (-1, 1))
+        fewest = self.groups.flops([max(self.ratios)] * len(self.groups))
+        if fewest > high:
+            raise ConfigError("flops_target", f"{self.flops_target} is out of reach: the largest ratio everywhere leaves {fewest / self.flops_unpruned:.3f} of the FLOPs")
+        return (low, high)
+
+    def _reward(self, reward: Mapping[str, Any] | Reward | None) -> Reward:
+        """The reward, scaled by the unpruned network's costs (a FLOPs target's window reward by default)."""
+        if reward is None and self.flops_target is not None:
+            reward = TargetWindowReward(target=self.flops_target * self.flops_unpruned, tolerance=self.flops_tolerance)
+        reference: dict[str, float] = {"flops": self.flops_unpruned, "params": self.params_unpruned, "size_bytes": self.size_unpruned}
+        if self.training.latency_batch_size is not None:
+            reference["latency_ms"] = cast(float, timed_latency(self.network, self.input_shape, self.training, {}))  # a number: latency_batch_size is set
+        return build_reward(reward, self.training).with_reference(reference)
 
     # --- the episode -------------------------------------------------------------------------
 

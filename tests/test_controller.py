@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -45,7 +44,7 @@ def test_controller_reaches_the_optimum_of_a_deterministic_env() -> None:
     data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=8)
     model = fit(data, updates=120, lr=0.03, entropy_weight=0.0, baseline_decay=0.8)
     assert greedy_actions(model, data) == [2, 0, 1, 2]
-    assert model.reward_best.item() == 1.0
+    assert data.history.best is not None and data.history.best["reward"] == 1.0
     assert model.episodes_done.item() == 120 * 8 == data.episodes_played
 
 
@@ -55,7 +54,7 @@ def test_controller_never_samples_a_masked_action() -> None:
     model = fit(data, updates=40, lr=0.03, entropy_weight=0.0)
     # action 0 is forbidden, so the best reachable design matches 2 of 3 steps
     assert greedy_actions(model, data) == [1, 2, 1] or greedy_actions(model, data)[1:] == [2, 1]
-    assert model.reward_best.item() == pytest.approx(2 / 3)
+    assert data.history.best is not None and data.history.best["reward"] == pytest.approx(2 / 3)
 
 
 def test_episodes_are_played_with_the_current_weights() -> None:
@@ -183,12 +182,16 @@ def test_checkpoint_keeps_baseline_and_best() -> None:
     data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=4)
     model = fit(data, updates=3)
     state = model.state_dict()
-    assert {"baseline", "reward_best", "episodes_done"} <= set(state)
+    assert {"baseline", "episodes_done"} <= set(state)
     assert model.baseline.shape == (4,)  # one entry per step of the 4-step episodes
     restored = Reinforce(data.observation_space, data.action_space)
     restored.load_state_dict(state)
     assert torch.equal(restored.baseline, model.baseline)
-    assert np.isclose(restored.reward_best.item(), model.reward_best.item())
+    # the best so far is the run history's, in the data module's part of the checkpoint
+    restored_data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=4)
+    restored_data.load_state_dict(data.state_dict())
+    assert data.history.best is not None and restored_data.history.best == data.history.best
+    assert restored_data.history.episodes == data.episodes_played == 12
 
 
 def test_search_curves_follow_log_every_n_steps(tmp_path) -> None:

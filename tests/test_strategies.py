@@ -51,13 +51,13 @@ def gradient_free(name: str, data: EpisodeDataModule, seed: int) -> object:
 def test_design_tree_knows_which_prefixes_are_exhausted() -> None:
     tree = DesignTree()
     tree.add((0, 1), 0.5, [(0, 1), (1, 2)])  # after (), the env allowed 0 and 1; after (0,), 1 and 2
-    assert (0, 1) in tree and (0, 2) not in tree and tree.is_exhausted((0, 1)) and not tree.is_exhausted((0,))
+    assert (0, 1) in tree and (0, 2) not in tree and tree.closed == {(0,): {1}}  # (0,) is not exhausted yet
     assert tree.unexplored((0,), np.array([0, 1, 1])).tolist() == [0, 0, 1]
     tree.add((0, 2), 0.7, [(0, 1), (1, 2)])
-    assert tree.is_exhausted((0,)) and not tree.is_exhausted((1,))  # both continuations of (0,) are known
+    assert tree.closed[()] == {0}  # both continuations of (0,) are known, none of (1,)
     assert tree.unexplored((), np.array([1, 1, 0])).tolist() == [0, 1, 0]
     tree.add((1, 1), 0.1, [(0, 1), (1,)])  # after (1,) only action 1 is allowed
-    assert tree.is_exhausted(()) and tree.unexplored((), np.array([1, 1, 0])).tolist() == [1, 1, 0]  # all known: no restriction
+    assert tree.closed[()] == {0, 1} and tree.unexplored((), np.array([1, 1, 0])).tolist() == [1, 1, 0]  # all known: no restriction
     again = DesignTree()
     again.load_state_dict(json.loads(json.dumps(tree.state_dict())))
     assert again.closed == tree.closed and again.rewards == {(0, 1): 0.5, (0, 2): 0.7, (1, 1): 0.1}

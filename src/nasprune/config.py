@@ -15,6 +15,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
+import yaml
+from jsonargparse.typing import register_type
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -37,6 +40,9 @@ if TYPE_CHECKING:
     UnitRatio: TypeAlias = float
     BitWidth: TypeAlias = int
     PositiveFraction: TypeAlias = float
+    PositiveCount: TypeAlias = int
+    PositiveNumber: TypeAlias = float
+    DecayRate: TypeAlias = float
 else:
     from jsonargparse.typing import (
         ClosedUnitInterval,
@@ -52,6 +58,34 @@ else:
     UnitRatio = restricted_number_type("UnitRatio", float, [(">=", 0), ("<", 1)], docstring="float restricted to be ≥0 and <1")
     BitWidth = restricted_number_type("BitWidth", int, [(">=", MIN_BITS), ("<=", MAX_BITS)], docstring="int restricted to 2..8")
     PositiveFraction = restricted_number_type("PositiveFraction", float, [(">", 0), ("<=", 1)], docstring="float restricted to be >0 and ≤1")
+
+
+def plain_number_type(name: str, kind: type[int] | type[float], description: str, accepts: Callable[[Any], bool]) -> type:
+    """A number type jsonargparse checks that hands over a plain `int` or `float`.
+
+    For the arguments of LightningModules and data modules: Lightning saves those as
+    hyperparameters (`hparams.yaml`, checkpoints read with `weights_only`), where a restricted
+    type above would leave its own class. (`Annotated[float, Gt(0)]` would stay plain too, but
+    jsonargparse drops `Annotated` from postponed annotations.)
+    """
+    number_type = type(name, (kind,), {"__doc__": f"{kind.__name__} {description}"})
+
+    def deserialize(value: Any) -> int | float:
+        number = yaml.safe_load(value) if isinstance(value, str) else value
+        if kind is float and isinstance(number, int) and not isinstance(number, bool):
+            number = float(number)
+        if isinstance(number, bool) or not isinstance(number, kind) or not accepts(number):
+            raise ValueError(f"must be {description}, got {number!r}")
+        return number
+
+    register_type(number_type, serializer=kind, deserializer=deserialize)
+    return number_type
+
+
+if not TYPE_CHECKING:
+    PositiveCount = plain_number_type("PositiveCount", int, "a positive integer", lambda n: n > 0)
+    PositiveNumber = plain_number_type("PositiveNumber", float, "a positive number", lambda n: n > 0)
+    DecayRate = plain_number_type("DecayRate", float, "in [0, 1)", lambda n: 0 <= n < 1)
 
 
 class ConfigError(ValueError):

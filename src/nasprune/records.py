@@ -1,8 +1,9 @@
 """An episode's record: the one line of `history.jsonl` that the history, the exporter and the report share.
 
 A record is the env's final `info` (design, accuracy, FLOPs, reward parts, …: whatever the env
-reports) plus the episode's own fields, `RECORD_FIELDS`. It is built once per episode
-(`Episode.record`) and read back with `read_history`.
+reports) plus the episode's own fields (`episode`, `update`, `reward`, `length`, `actions`,
+`seconds`, `worker`: see `episode_record`). It is built once per episode (`Episode.record`) and
+read back with `read_history`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A history line: JSON values only. Besides the env's info keys it always holds RECORD_FIELDS.
+# A history line: JSON values only, the env's info keys and the episode's own fields.
 Record = dict[str, Any]
-RECORD_FIELDS = ("episode", "update", "reward", "length", "actions", "seconds", "worker")
 
 
 class HistoryError(ValueError):
