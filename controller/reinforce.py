@@ -98,7 +98,8 @@ class Reinforce(SearchStrategy):
     CLI hands it the env's spaces.
     """
 
-    baseline: torch.Tensor  # the buffer registered in __init__
+    baseline: torch.Tensor  # the buffers registered in __init__
+    recent_returns: torch.Tensor
 
     def __init__(
         self,
