@@ -243,6 +243,9 @@ def main() -> None:
     parser.add_argument("--report", default="test_acc_200ep", help="the table column reported (never rewarded)")
     parser.add_argument("--out", default=str(RESULTS / "search_efficiency"), help="path prefix of the .md and .png")
     parser.add_argument("--jobs", type=int, default=1, help="seeds searched in parallel processes (the ms / episode then share the cores)")
+    parser.add_argument("--peers-from", metavar="JSON",
+                        help="take the runs of the strategies not in --strategies from an earlier output of this script "
+                             "(same seeds, budgets and run length; the runs are deterministic)")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--throughput-episodes", type=int, nargs=2, default=[80, 16000], metavar=("SHORT", "LONG"),
                         help="episodes of the two timed runs (rounded to whole updates)")
@@ -262,6 +265,14 @@ def main() -> None:
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
             results[strategy] = list(pool.map(one, seeds))
         print(f"{strategy}: done ({sum(r['seconds'] for r in results[strategy]):.0f} s)", file=sys.stderr, flush=True)
+    if args.peers_from:
+        earlier = json.loads(Path(args.peers_from).read_text(encoding="utf-8"))
+        for strategy, runs in earlier["runs"].items():
+            if strategy in results:
+                continue
+            if earlier.get("seeds", [0, 30]) != [seeds.start, seeds.stop] or len(runs) != len(seeds) or any(r["episodes"] < episodes or str(max(args.budgets)) not in r for r in runs):
+                parser.error(f"--peers-from: {strategy}'s runs there are not {len(seeds)} runs of {episodes} episodes at these budgets")
+            results[strategy] = [{(int(k) if k.isdigit() else k): v for k, v in r.items()} for r in runs]
     speed = None
     if not args.skip_throughput and "controller" in results:
         speed = throughput(args.config, args.table, args.extra, *args.throughput_episodes)
@@ -272,7 +283,7 @@ def main() -> None:
     distinct = summarise(results, args.budgets, "distinct_")
     out.with_suffix(".json").write_text(json.dumps({"stats": {s: {str(b): v for b, v in row.items()} for s, row in stats.items()},
                                                     "stats_distinct": {s: {str(b): v for b, v in row.items()} for s, row in distinct.items()},
-                                                    "runs": results, "throughput": speed, "command": command}, indent=1), encoding="utf-8")
+                                                    "runs": results, "seeds": [seeds.start, seeds.stop], "throughput": speed, "command": command}, indent=1), encoding="utf-8")
     plot(stats, args.budgets, args.report, out.with_suffix(".png"))
 
 

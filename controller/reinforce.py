@@ -25,10 +25,11 @@ advantages shrink to zero instead of pushing it around.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
@@ -39,6 +40,16 @@ from nasprune.controller.policy import LSTMPolicy
 from nasprune.controller.strategy import SearchStrategy
 
 RecurrentState = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, list[Design]]  # LSTM state, previous actions, actions so far
+
+
+class ReplayInputs(NamedTuple):
+    """A batch of episodes as the policy replays it: observations (batch × steps, episode by
+    episode), previous and taken actions and the mask of real steps, [episodes, steps]."""
+
+    obs: Any
+    prev_actions: torch.Tensor
+    actions: torch.Tensor
+    valid: torch.Tensor
 
 
 def batch_observations(space: spaces.Space, observations: Sequence[Any], device: torch.device) -> Any:
@@ -66,12 +77,17 @@ def discounted_returns(episodes: Sequence[Episode], gamma: float) -> torch.Tenso
     return returns
 
 
-def centred_ranks(returns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def centred_ranks(returns: torch.Tensor, valid: torch.Tensor, pool: torch.Tensor | None = None, pool_valid: torch.Tensor | None = None) -> torch.Tensor:
     """Per step index, the rank of each episode's return among the episodes still running, mapped
-    to [−½, ½] (ties share their mean rank): Σ_j sign(G_i − G_j) / (2(n − 1)). [episodes, steps]."""
-    signs = torch.sign(returns.unsqueeze(1) - returns.unsqueeze(0))  # [i, j, steps]
-    pairs = (signs * valid.unsqueeze(0)).sum(dim=1)
-    running = valid.sum(dim=0, keepdim=True)
+    to [−½, ½] (ties share their mean rank): Σ_j sign(G_i − G_j) / (2(n − 1)). [episodes, steps].
+
+    `pool` (with its `pool_valid` mask; it must contain the episodes themselves): rank among those
+    returns instead of the batch's."""
+    if pool is None or pool_valid is None:
+        pool, pool_valid = returns, valid
+    signs = torch.sign(returns.unsqueeze(1) - pool.unsqueeze(0))  # [i, j, steps]
+    pairs = (signs * pool_valid.unsqueeze(0)).sum(dim=1)
+    running = pool_valid.sum(dim=0, keepdim=True)
     return pairs / (2 * (running - 1)).clamp(min=1) * valid
 
 
@@ -82,7 +98,8 @@ class Reinforce(SearchStrategy):
     CLI hands it the env's spaces.
     """
 
-    baseline: torch.Tensor  # the buffer registered in __init__
+    baseline: torch.Tensor  # the buffers registered in __init__
+    recent_returns: torch.Tensor
 
     def __init__(
         self,
@@ -99,6 +116,10 @@ class Reinforce(SearchStrategy):
         normalize_advantages: bool = False,
         rank_advantages: bool = False,
         distinct_designs: bool = False,
+        risk_seeking: float = 1.0,
+        risk_window: int = 0,
+        update_epochs: PositiveCount = 1,
+        clip_ratio: PositiveNumber = 0.2,
         recent_window: PositiveCount = 20,
     ) -> None:
         """
@@ -121,6 +142,16 @@ class Reinforce(SearchStrategy):
                 ones at 90% — then cannot flatten the differences between the good designs.
             distinct_designs: never sample a design evaluated before (needs an `action_mask` in
                 the observations; see the module docstring).
+            risk_seeking: ε of the risk-seeking policy gradient (Petersen et al. 2021): only the
+                episodes at or above the update's (1 − ε) quantile of returns (or of their ranks)
+                learn, with that quantile as baseline. 1.0: every episode, the plain gradient.
+            risk_window: the quantile (and the ranks) are taken over the update's episodes and the
+                `risk_window` episodes before them, so an episode learns only when it is among
+                the best of the recent search, not just of its batch (0: the batch alone).
+            update_epochs: gradient steps per update on its batch; the steps after the first
+                maximise PPO's clipped surrogate (Schulman et al. 2017) with the batch's sampling
+                probabilities as the old policy, so each evaluation serves several steps.
+            clip_ratio: PPO's ε: how far π/π_old may move a step's probability within an update.
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -128,6 +159,10 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.temperature", f"must be positive, got {temperature!r}")
         if normalize_advantages and rank_advantages:
             raise ConfigError("model.init_args.rank_advantages", "choose one of normalize_advantages and rank_advantages")
+        if not 0.0 < risk_seeking <= 1.0:
+            raise ConfigError("model.init_args.risk_seeking", f"must be in (0, 1], got {risk_seeking!r}")
+        if risk_window < 0:
+            raise ConfigError("model.init_args.risk_window", f"must be ≥ 0, got {risk_window!r}")
         if not 0.0 <= baseline_decay < 1.0:  # the CLI refuses it (its type); from Python the baseline would silently diverge
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
@@ -136,6 +171,8 @@ class Reinforce(SearchStrategy):
         self.lr, self.baseline_decay, self.entropy_weight, self.gamma = lr, baseline_decay, entropy_weight, gamma
         self.normalize_advantages, self.rank_advantages = normalize_advantages, rank_advantages
         self.distinct_designs = distinct_designs
+        self.risk_seeking, self.risk_window = risk_seeking, risk_window
+        self.update_epochs, self.clip_ratio = update_epochs, clip_ratio
         assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
         self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
@@ -144,6 +181,8 @@ class Reinforce(SearchStrategy):
         )
         # b_t per step index, NaN until step t is first seen; grows with the longest episode
         self.register_buffer("baseline", torch.empty(0))
+        # the returns of the last `risk_window` episodes [episodes, steps], NaN past an episode's end
+        self.register_buffer("recent_returns", torch.empty(0, 0))
         # actions are sampled from a generator of their own (saved in checkpoints), so a resumed
         # search samples exactly what the uninterrupted one would, whatever else draws from
         # torch's global generator in between (Lightning does, when it starts a data loader).
@@ -152,9 +191,11 @@ class Reinforce(SearchStrategy):
         self.sampler = torch.Generator().manual_seed(int(torch.randint(2**62, ()).item()))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        """The baseline's length is that of the longest episode so far: take the checkpoint's."""
-        if prefix + "baseline" in state_dict:
-            self.baseline = torch.empty_like(state_dict[prefix + "baseline"], device=self.baseline.device)
+        """The baseline's length is that of the longest episode so far: take the checkpoint's (and
+        the recent returns' shape)."""
+        for name in ("baseline", "recent_returns"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -242,6 +283,11 @@ class Reinforce(SearchStrategy):
 
         `unexplored`: under the masks they were sampled with (`distinct_designs`, before this
         batch joins the tree)."""
+        inputs = self._replay_inputs(episodes, unexplored)
+        return *self._score(inputs), inputs.valid
+
+    def _replay_inputs(self, episodes: Sequence[Episode], unexplored: bool) -> ReplayInputs:
+        """What `_score` feeds the policy for `episodes`; built once per update, scored once per epoch."""
         n, steps = len(episodes), max(len(ep) for ep in episodes)
         valid = torch.zeros(n, steps, device=self.device)
         actions = torch.zeros(n, steps, dtype=torch.long, device=self.device)
@@ -263,16 +309,23 @@ class Reinforce(SearchStrategy):
                     taken.add(tuple(episode.actions))
             obs["action_mask"] = masks
         prev_actions = torch.cat([self.policy.start_actions(n, self.device).unsqueeze(1), actions[:, :-1]], dim=1)
-        logits, _ = self.policy.forward_sequence(obs, prev_actions, self.policy.initial_state(n, self.device))
+        return ReplayInputs(obs, prev_actions, actions, valid)
+
+    def _score(self, inputs: ReplayInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current policy's log π of the replayed actions and its entropies: [episodes, steps]."""
+        n = inputs.actions.shape[0]
+        logits, _ = self.policy.forward_sequence(inputs.obs, inputs.prev_actions, self.policy.initial_state(n, self.device))
         log_policy = torch.log_softmax(logits, dim=-1)
-        log_probs = log_policy.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        log_probs = log_policy.gather(-1, inputs.actions.unsqueeze(-1)).squeeze(-1)
         entropies = -(log_policy.exp() * log_policy).sum(dim=-1)
-        return log_probs, entropies, valid
+        return log_probs, entropies
 
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
-        log_probs, entropies, valid = self._replay(episodes, unexplored=self.distinct_designs)
+        inputs = self._replay_inputs(episodes, unexplored=self.distinct_designs)
+        log_probs, entropies = self._score(inputs)
+        valid = inputs.valid
         returns = discounted_returns(episodes, self.gamma).to(self.device)
         steps = returns.shape[1]
         if self.baseline.numel() < steps:
@@ -281,35 +334,69 @@ class Reinforce(SearchStrategy):
         mean_returns = (returns * valid).sum(dim=0) / valid.sum(dim=0)  # every step index < steps is seen
         baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
+        advantages = self._advantages(returns, valid, baseline)
+        policy_loss = -(advantages.detach() * log_probs).sum() / n
+        entropy = (entropies * valid).sum() / valid.sum()
+        loss = policy_loss - self.entropy_weight * entropy
+        logged = {"entropy": entropy.detach(), "loss": loss.detach(), "policy_loss": policy_loss.detach()}
+        old_log_probs = log_probs.detach()
+        for _ in range(self.update_epochs - 1):
+            self._step_within_update(loss)
+            log_probs, entropies = self._score(inputs)
+            ratio = torch.exp(log_probs - old_log_probs)
+            clipped = ratio.clamp(1.0 - self.clip_ratio, 1.0 + self.clip_ratio)
+            surrogate = torch.minimum(ratio * advantages.detach(), clipped * advantages.detach())
+            loss = -(surrogate * valid).sum() / n - self.entropy_weight * (entropies * valid).sum() / valid.sum()
+        if self.distinct_designs:
+            for episode in episodes:
+                self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
+            self.taken.clear()
+
+        self.log_search(episodes, baseline=baseline[0], **logged)  # the update's first step: the REINFORCE loss
+        with torch.no_grad():
+            decay = self.baseline_decay
+            self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
+        return loss
+
+    def _advantages(self, returns: torch.Tensor, valid: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+        """G_t − b_t, or the ranks, or their risk-seeking part; optionally normalised. [episodes, steps]"""
         advantages = (returns - baseline) * valid
+        pool = self._return_pool(returns, valid)
         if self.rank_advantages:
-            advantages = centred_ranks(returns, valid)
-        elif self.normalize_advantages and valid.sum() > 1:
+            advantages = centred_ranks(returns, valid, pool.nan_to_num(), (~pool.isnan()).float())
+        if self.risk_seeking < 1.0:
+            # ranks in [−½, ½] are the pool's empirical CDF less ½: its (1 − ε) quantile is ½ − ε
+            quantile = 0.5 - self.risk_seeking if self.rank_advantages else torch.nanquantile(pool, 1.0 - self.risk_seeking, dim=0)
+            advantages = ((advantages if self.rank_advantages else returns) - quantile).clamp(min=0) * valid
+        if self.normalize_advantages and valid.sum() > 1:
             # scale by the spread of the returns, not of the advantages: once the policy is good the
             # advantages shrink towards zero and stay there, instead of being blown back up to unit
             # variance (which makes a converged policy drift)
             mean = (returns * valid).sum() / valid.sum()
             std = (((returns - mean) * valid) ** 2).sum().div(valid.sum() - 1).sqrt()
             advantages = advantages / std.clamp(min=1e-8)
-        policy_loss = -(advantages.detach() * log_probs).sum() / n
-        entropy = (entropies * valid).sum() / valid.sum()
-        loss = policy_loss - self.entropy_weight * entropy
-        if self.distinct_designs:
-            for episode in episodes:
-                self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
-            self.taken.clear()
+        return advantages
 
-        self.log_search(
-            episodes,
-            baseline=baseline[0],
-            entropy=entropy.detach(),
-            loss=loss.detach(),
-            policy_loss=policy_loss.detach(),
-        )
-        with torch.no_grad():
-            decay = self.baseline_decay
-            self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
-        return loss
+    def _return_pool(self, returns: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The returns that ranks and quantiles compare with, NaN where no step: the update's and,
+        with `risk_window`, the recent episodes' (kept for the next update). [episodes, steps]"""
+        pool = returns.masked_fill(valid == 0, float("nan"))
+        if not self.risk_window:
+            return pool
+        steps = max(pool.shape[1], self.recent_returns.shape[1])
+        recent = F.pad(self.recent_returns, (0, steps - self.recent_returns.shape[1]), value=float("nan"))
+        pool = torch.cat([recent, F.pad(pool, (0, steps - pool.shape[1]), value=float("nan"))])
+        self.recent_returns = pool[-self.risk_window :].clone()
+        return pool[:, : returns.shape[1]]
+
+    def _step_within_update(self, loss: torch.Tensor) -> None:
+        """One of an update's extra gradient steps (`update_epochs`), on the raw optimizer: Lightning
+        counts one step per update (`trainer.max_steps` stays the number of batches played) and
+        takes the update's last step itself with the loss `training_step` returns."""
+        optimizer = cast(torch.optim.Optimizer, self.optimizers().optimizer)  # type: ignore[union-attr]  # one optimizer: a LightningOptimizer
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.policy.parameters(), lr=self.lr)

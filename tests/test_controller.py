@@ -171,6 +171,30 @@ def test_centred_ranks_of_returns() -> None:
         Reinforce(spaces.Discrete(2), spaces.Discrete(2), normalize_advantages=True, rank_advantages=True)
 
 
+def test_risk_seeking_advantages_keep_the_best_of_the_batch_or_of_the_recent_window() -> None:
+    returns = torch.tensor([[4.0], [1.0], [3.0], [2.0], [0.0]])
+    valid = torch.ones(5, 1)
+    baseline = torch.zeros(1)
+    plain = Reinforce(spaces.Discrete(2), spaces.Discrete(2), risk_seeking=0.5)
+    # the 0.5 quantile of 0…4 is 2: only 4 and 3 learn, by G − 2
+    assert plain._advantages(returns, valid, baseline).flatten().tolist() == [2.0, 0.0, 1.0, 0.0, 0.0]
+    ranked = Reinforce(spaces.Discrete(2), spaces.Discrete(2), rank_advantages=True, risk_seeking=0.25)
+    # centred ranks ½, −¼, ¼, 0, −½ less ½ − ¼
+    assert ranked._advantages(returns, valid, baseline).flatten().tolist() == [0.25, 0.0, 0.0, 0.0, 0.0]
+    windowed = Reinforce(spaces.Discrete(2), spaces.Discrete(2), rank_advantages=True, risk_seeking=0.5, risk_window=3)
+    assert windowed._advantages(torch.tensor([[5.0], [6.0]]), torch.ones(2, 1), baseline).flatten().tolist() == [0.0, 0.5]
+    assert windowed.recent_returns.flatten().tolist() == [5.0, 6.0]
+    # next batch: ranks among 5, 6 (the window) and itself; 7 beats all three, 5.5 one of three
+    advantages = windowed._advantages(torch.tensor([[7.0], [5.5]]), torch.ones(2, 1), baseline)
+    assert torch.allclose(advantages.flatten(), torch.tensor([0.5, 0.0])) and windowed.recent_returns.flatten().tolist() == [6.0, 7.0, 5.5]
+    assert torch.allclose(centred_ranks(torch.tensor([[5.5]]), torch.ones(1, 1), torch.tensor([[5.0], [6.0], [7.0], [5.5]]), torch.ones(4, 1)),
+                          torch.tensor([[-1 / 6]]))
+    # (update_epochs and clip_ratio are refused by the CLI's typing: `test_faults`)
+    for key, kwargs in (("risk_seeking", {"risk_seeking": 0.0}), ("risk_window", {"risk_window": -1})):
+        with pytest.raises(ConfigError, match=f"model.init_args.{key}"):
+            Reinforce(spaces.Discrete(2), spaces.Discrete(2), **kwargs)
+
+
 def test_rank_advantages_reach_the_optimum() -> None:
     pl.seed_everything(0)
     data = EpisodeDataModule("toy_envs:TargetSequence-v0", episodes_per_update=8)

@@ -487,6 +487,8 @@ def yaml_config(tmp_path: Path, repo: Path, name: str, edit: dict) -> Path:
         ("digits.yaml", {"model.init_args.temperature": 0}, "model.init_args.temperature"),
         ("digits.yaml", {"model.init_args.baseline_decay": 1.0}, "model.init_args.baseline_decay"),
         ("digits.yaml", {"model.init_args.recent_window": 0}, "model.init_args.recent_window"),
+        ("digits.yaml", {"model.init_args.update_epochs": 0}, "model.init_args.update_epochs"),
+        ("digits.yaml", {"model.init_args.clip_ratio": 0.0}, "model.init_args.clip_ratio"),
         ("digits.yaml", {"model": {"class_path": "nasprune.controller.RegularizedEvolution", "init_args": {"population_size": 0}}}, "model.init_args.population_size"),
         ("digits.yaml", {"model": {"class_path": "nasprune.controller.LocalSearch", "init_args": {"initial_designs": 0}}}, "model.init_args.initial_designs"),
         ("digits.yaml", {"model": {"class_path": "nasprune.controller.OptunaSearch", "init_args": {"storage": "postgres"}}}, "model.init_args.storage"),
