@@ -270,6 +270,12 @@ class Reinforce(SearchStrategy):
         entropies = -(log_policy.exp() * log_policy).sum(dim=-1)
         return log_probs, entropies, valid
 
+    @torch.no_grad()
+    def log_likelihoods(self, episodes: Sequence[Episode]) -> list[float]:
+        """log π(actions) of each episode under the current weights: the data module's importance weights of stale episodes."""
+        log_probs, _, valid = self._replay(episodes)
+        return (log_probs * valid).sum(dim=1).tolist()
+
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
@@ -292,7 +298,8 @@ class Reinforce(SearchStrategy):
             mean = (returns * valid).sum() / valid.sum()
             std = (((returns - mean) * valid) ** 2).sum().div(valid.sum() - 1).sqrt()
             advantages = advantages / std.clamp(min=1e-8)
-        policy_loss = -(advantages.detach() * log_probs).sum() / n
+        weights = torch.tensor([episode.weight for episode in episodes], device=self.device).unsqueeze(1)  # importance weights (data.max_staleness); 1 when fresh
+        policy_loss = -(weights * advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.entropy_weight * entropy
         if self.distinct_designs:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # A history line: JSON values only. Besides the env's info keys it always holds RECORD_FIELDS.
 Record = dict[str, Any]
-RECORD_FIELDS = ("episode", "update", "reward", "length", "actions", "seconds", "worker")
+RECORD_FIELDS = ("episode", "update", "reward", "length", "actions", "seconds", "worker", "staleness")
 
 
 class HistoryError(ValueError):
@@ -55,6 +55,7 @@ def episode_record(episode: Episode) -> Record:
         "actions": [int(a) for a in episode.actions],
         "seconds": episode.seconds,
         "worker": episode.worker,
+        "staleness": episode.staleness,
     }
 
 
