@@ -208,7 +208,7 @@ def staleness(args: argparse.Namespace) -> None:
                 root = Path(temp) / f"{seed}-{k}"
                 run(["fit", "-c", "configs/nasbench201.yaml", f"--data.env_kwargs.table={args.table}", f"--seed_everything={seed}",
                      "--model.init_args.distinct_designs=false", "--data.episodes_per_update=20", "--trainer.max_steps=25",
-                     "--data.backend=sync", "--data.num_workers=8", f"--data.max_staleness={k}", f"--trainer.default_root_dir={root}",
+                     "--data.num_envs=1", "--data.backend=sync", "--data.num_workers=8", f"--data.max_staleness={k}", f"--trainer.default_root_dir={root}",
                      "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--export.enabled=false"])  # fmt: skip
                 (run_dir,) = (root / "lightning_logs").iterdir()
                 history = read_history(run_dir / "history.jsonl")

@@ -177,18 +177,12 @@ class RayVectorEnv(RayActors, VectorEnv):
 
     Resetting with `options={"reset_mask": m, "hold": True}` parks the masked slots: they are not
     stepped until their next real reset (the `HoldFinished` protocol of the other backends).
+    It takes `RayActors`'s arguments.
     """
 
-    def __init__(
-        self,
-        num_workers: int,
-        env_id: str | gym.envs.registration.EnvSpec,
-        env_kwargs: dict[str, Any] | None = None,
-        max_episode_steps: int | None = None,
-        worker_resources: dict[str, float] | None = None,
-        address: str | None = None,
-    ) -> None:
-        RayActors.__init__(self, num_workers, env_id, env_kwargs, max_episode_steps, worker_resources, address)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        RayActors.__init__(self, *args, **kwargs)
+        num_workers = len(self.actors)
         observation_space, action_space, self.failure_reward = self.spaces_and_failure
         self.num_envs = num_workers
         self.single_observation_space, self.single_action_space = observation_space, action_space
