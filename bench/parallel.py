@@ -14,7 +14,7 @@ Three parts (`--part`), each writing its own table:
   instead of training (`bench/sleeping_env.py`): 1, 4, 16 and 64 workers need no cores. Lockstep
   rounds (the stepped env) against the evaluation queue, with and without `max_staleness`.
   Throughput, parallel efficiency (speed-up over 1 worker ÷ workers), mean staleness, and the
-  controller's own time per update: the same run with children that take no time.
+  controller's own time per update (the update's time less its waits on Ray).
 * `staleness` — REINFORCE on NAS-Bench-201 (500 episodes, 10 seeds) with synchronous updates and
   with `max_staleness` 1 and 2, its 20 episodes per update evaluated by 8 `sync` workers (in this
   process, taking the jobs in turn: a cluster of equally fast workers, deterministic): the
@@ -44,6 +44,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids, as the CLI does)
 from nasprune.controller import Episode, EpisodeDataModule, Reinforce
 from nasprune.controller.vector import available_cores
 from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
@@ -87,7 +88,7 @@ def learn(agent: Reinforce, optimizer: torch.optim.Optimizer, batch: Sequence[Ep
     optimizer.step()
 
 
-def measure(data: EpisodeDataModule, episodes_per_update: int, updates: int, seed: int) -> dict[str, Any]:
+def measure(data: EpisodeDataModule, episodes_per_update: int, updates: int, seed: int, blocked: Blocked | None = None) -> dict[str, Any]:
     """A warm-up batch (starting the workers), then `updates` timed batches with a REINFORCE step after each."""
     pl.seed_everything(seed)
     agent = Reinforce(data.observation_space, data.action_space)
@@ -96,14 +97,16 @@ def measure(data: EpisodeDataModule, episodes_per_update: int, updates: int, see
     learn(agent, optimizer, data.play_batch(agent, episodes_per_update))
     warm_up = time.perf_counter() - start
     played: list[Episode] = []
+    waited = blocked.seconds if blocked is not None else 0.0
     start = time.perf_counter()
     for _ in range(updates):
         batch = data.play_batch(agent, episodes_per_update)
         learn(agent, optimizer, batch)
         played += batch
     seconds = time.perf_counter() - start
+    waited = (blocked.seconds if blocked is not None else 0.0) - waited
     data.teardown("fit")
-    return {"episodes": len(played), "seconds": seconds, "per_minute": 60 * len(played) / seconds, "warm_up": warm_up,
+    return {"episodes": len(played), "seconds": seconds, "per_minute": 60 * len(played) / seconds, "warm_up": warm_up, "blocked": waited,
             "staleness": statistics.mean(e.staleness for e in played),
             "child_seconds": [e.info["seconds/evaluate"] for e in played if "seconds/evaluate" in e.info and not e.info.get("cached")]}  # fmt: skip
 
@@ -154,41 +157,61 @@ MODES = {"lockstep rounds": ("sleeping_env:Sleeping-v0", 0), "queue": ("sleeping
          "queue, max_staleness 1": ("sleeping_env:QueuedSleeping-v0", 1)}  # fmt: skip
 
 
+class Blocked:
+    """Seconds the controller spends blocked on Ray (`ray.get`, `ray.wait`): the rest of an update is its own time."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.seconds = 0.0
+        for name in ("get", "wait"):
+            setattr(ray, name, self._timed(getattr(ray, name)))
+
+    def _timed(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
 def simulation(args: argparse.Namespace) -> None:
     if not CHILD_SECONDS.exists():
         raise SystemExit(f"{CHILD_SECONDS} is missing: run `python bench/parallel.py --part digits` first")
     measured = json.loads(CHILD_SECONDS.read_text())["seconds"]
     stop = start_ray(max(args.sim_workers))
-    rows: list[tuple[str, int, dict[str, Any], dict[str, Any]]] = []
+    blocked = Blocked()
+    rows: list[tuple[str, int, dict[str, Any], float]] = []
     for mode, (env_id, staleness) in MODES.items():
         for workers in args.sim_workers:
             per_update = args.per_worker * workers
-
-            def run(scale: float) -> dict[str, Any]:
-                data = EpisodeDataModule(env_id, {"seconds": measured, "scale": scale}, episodes_per_update=per_update, seed=args.seed,
-                                         num_workers=workers, backend="ray", max_staleness=staleness, worker_resources={"num_cpus": 1})  # fmt: skip
-                return measure(data, per_update, args.sim_updates, args.seed)
-
-            timed, free = run(args.scale), run(0.0)
-            rows.append((mode, workers, timed, free))
-            print(f"{mode} × {workers}: {timed['per_minute']:.1f} episodes/min, controller {free['seconds'] / args.sim_updates:.3f} s/update, {load()}", file=sys.stderr)
+            data = EpisodeDataModule(env_id, {"seconds": measured, "scale": args.scale}, episodes_per_update=per_update, seed=args.seed,
+                                     num_workers=workers, backend="ray", max_staleness=staleness, worker_resources={"num_cpus": 1})  # fmt: skip
+            timed = measure(data, per_update, args.sim_updates, args.seed, blocked)
+            own = (timed["seconds"] - timed["blocked"]) / args.sim_updates
+            rows.append((mode, workers, timed, own))
+            print(f"{mode} × {workers}: {timed['per_minute']:.1f} episodes/min, controller {own:.3f} s/update, {load()}", file=sys.stderr)
     stop()
     mean_child = args.scale * statistics.mean(measured)
     lines = [
         f"Simulated children on Ray: each sleeps for a measured digits child time × {args.scale:g} (mean {mean_child:.2f} s, "
         f"{min(measured) * args.scale:.2f}–{max(measured) * args.scale:.2f} s), {args.per_worker} episodes per worker per update, "
-        f"{args.sim_updates} timed updates with a REINFORCE step after each. Controller time per update: the same run with children "
-        f"that take no time. Measured on a 2-core machine shared with other work ({load()}). Command: `{command()}`",
+        f"{args.sim_updates} timed updates after a warm-up one, a REINFORCE step after each. Controller time per update: the "
+        f"update's time less the time it waits on Ray (`ray.get`, `ray.wait`). Measured on a 2-core machine shared with other work "
+        f"({load()}). Command: `{command()}`",
         "",
         "| scheduling | workers | episodes | episodes/min | speed-up | efficiency | mean staleness | controller s/update |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for mode, workers, timed, free in rows:
+    for mode, workers, timed, own in rows:
         single = next(t for m, w, t, _ in rows if m == mode and w == 1)
         speed_up = timed["per_minute"] / single["per_minute"]
         lines.append(
             f"| {mode} | {workers} | {timed['episodes']} | {timed['per_minute']:.1f} | {speed_up:.2f}× | {speed_up / workers:.0%} | "
-            f"{timed['staleness']:.2f} | {free['seconds'] / args.sim_updates:.3f} |"
+            f"{timed['staleness']:.2f} | {own:.3f} |"
         )
     publish("\n".join(lines), args.out or "bench/results/parallel_simulation.md")
 
