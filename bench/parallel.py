@@ -1,97 +1,279 @@
-"""Episodes per minute on the digits env: one process vs parallel workers (async vector env, Ray).
+"""Parallel evaluation: 2 workers vs 1 on digits, a simulated cluster to 64 workers, and stale updates on NAS-Bench-201.
 
-Each backend plays `--updates` batches of `--episodes-per-update` episodes with the REINFORCE
-controller (the real `EpisodeDataModule` and `Reinforce`; the per-update gradient step, a few
-milliseconds, is left out) after one warm-up batch, which also starts the workers: its time is
-the start-up column. The env is the one `--config` searches (by default the digits search of
-`make search`: 3 training epochs + 1 fine-tuning epoch per child). The reference is
-`num_workers: 1`: episodes played one after another in this process, torch using all cores.
+Three parts (`--part`), each writing its own table:
 
-    .venv/bin/python bench/parallel.py                                        # one process, async 2, ray 2
-    .venv/bin/python bench/parallel.py --workers 2 --updates 3 --backends sync async
+* `digits` — episodes per minute on the env of `--config` (the default digits search: 3 training
+  + 1 fine-tuning epochs per child), one process vs 2 `async` workers vs 2 Ray workers, measured
+  interleaved (the order rotates every repeat) so that the machine's load hits all alike. Each
+  measurement plays a warm-up batch (which starts the workers: the start-up column) and then
+  `--updates` batches of `--episodes-per-update`, with a REINFORCE step between batches. The same
+  seed gives the same episodes whatever the workers (sample, then evaluate), so every
+  configuration trains the very same children. It also keeps the one-process child times in
+  `bench/results/digits_child_seconds.json`, the distribution the simulation draws from.
+* `simulation` — Ray actors whose children sleep for a measured digits child time (× `--scale`)
+  instead of training (`bench/sleeping_env.py`): 1, 4, 16 and 64 workers need no cores. Lockstep
+  rounds (the stepped env) against the evaluation queue, with and without `max_staleness`.
+  Throughput, parallel efficiency (speed-up over 1 worker ÷ workers), mean staleness, and the
+  controller's own time per update (the update's time less its waits on Ray).
+* `staleness` — REINFORCE on NAS-Bench-201 (500 episodes, 10 seeds) with synchronous updates and
+  with `max_staleness` 1 and 2, its 20 episodes per update evaluated by 8 `sync` workers (in this
+  process, taking the jobs in turn: a cluster of equally fast workers, deterministic): the
+  mean staleness and the test accuracy (200 epochs) of the best design found.
+
+    .venv/bin/python bench/parallel.py --part digits
+    .venv/bin/python bench/parallel.py --part simulation
+    .venv/bin/python bench/parallel.py --part staleness
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
+import json
 import os
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 import yaml
 
-from nasprune.controller import EpisodeDataModule, Reinforce
+import nasprune.envs  # noqa: F401  (registers the nasprune/* env ids, as the CLI does)
+from nasprune.controller import Episode, EpisodeDataModule, Reinforce
 from nasprune.controller.vector import available_cores
 from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
-def env_kwargs(config: Path) -> dict[str, Any]:
-    """The digits env exactly as a config's search uses it (search space, child data, training, reward)."""
-    return yaml.safe_load(config.read_text())["data"]["env_kwargs"]
+BENCH = Path(__file__).resolve().parent
+CHILD_SECONDS = BENCH / "results" / "digits_child_seconds.json"
 
 
-def measure(backend: str, workers: int, episodes_per_update: int, updates: int, seed: int, kwargs: dict[str, Any]) -> dict[str, float]:
+def command() -> str:
+    return shlex.join(["python", "bench/parallel.py", *sys.argv[1:]])
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def start_ray(num_cpus: int) -> Callable[[], None]:
+    """A local Ray whose session files stay in a temporary HOME; its actors can import `bench/` modules."""
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
+    os.environ.update(HOME=temp, RAY_AUTH_MODE="disabled")
+    ray.init(num_cpus=num_cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(BENCH), "RAY_AUTH_MODE": "disabled"}})  # fmt: skip
+
+    def stop() -> None:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+    return stop
+
+
+def learn(agent: Reinforce, optimizer: torch.optim.Optimizer, batch: Sequence[Episode]) -> None:
+    """A REINFORCE step on `batch` (reward minus the batch mean, importance-weighted): the update's own cost."""
+    log_probs, _, valid = agent._replay(batch)
+    rewards = torch.tensor([e.total_reward for e in batch])
+    weights = torch.tensor([e.weight for e in batch])
+    loss = -((weights * (rewards - rewards.mean())).unsqueeze(1) * log_probs * valid).sum() / len(batch)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def measure(data: EpisodeDataModule, episodes_per_update: int, updates: int, seed: int, blocked: Blocked | None = None) -> dict[str, Any]:
+    """A warm-up batch (starting the workers), then `updates` timed batches with a REINFORCE step after each."""
     pl.seed_everything(seed)
-    data = EpisodeDataModule(env_kwargs=kwargs, episodes_per_update=episodes_per_update, seed=seed, num_workers=workers, backend=backend)
     agent = Reinforce(data.observation_space, data.action_space)
+    optimizer = agent.configure_optimizers()
     start = time.perf_counter()
-    data.play_batch(agent, episodes_per_update)
+    learn(agent, optimizer, data.play_batch(agent, episodes_per_update))
     warm_up = time.perf_counter() - start
+    played: list[Episode] = []
+    waited = blocked.seconds if blocked is not None else 0.0
     start = time.perf_counter()
     for _ in range(updates):
-        data.play_batch(agent, episodes_per_update)
+        batch = data.play_batch(agent, episodes_per_update)
+        learn(agent, optimizer, batch)
+        played += batch
     seconds = time.perf_counter() - start
+    waited = (blocked.seconds if blocked is not None else 0.0) - waited
     data.teardown("fit")
-    episodes = updates * episodes_per_update
-    return {"episodes": episodes, "seconds": seconds, "per_minute": 60 * episodes / seconds, "warm_up": warm_up}
+    return {"episodes": len(played), "seconds": seconds, "per_minute": 60 * len(played) / seconds, "warm_up": warm_up, "blocked": waited,
+            "staleness": statistics.mean(e.staleness for e in played),
+            "child_seconds": [e.info["seconds/evaluate"] for e in played if "seconds/evaluate" in e.info and not e.info.get("cached")]}  # fmt: skip
+
+
+# ---- digits: 2 workers vs 1 ---------------------------------------------------------------------
+
+
+def digits(args: argparse.Namespace) -> None:
+    kwargs = yaml.safe_load(args.config.read_text())["data"]["env_kwargs"]
+    runs = [("one process", "async", 1), ("async", "async", 2), ("ray", "ray", 2)]
+    stop = start_ray(available_cores())
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in runs}
+    loads = [load()]
+    for repeat in range(args.repeats):
+        for name, backend, workers in runs[repeat % 3 :] + runs[: repeat % 3]:  # the order rotates: load hits all alike
+            data = EpisodeDataModule(env_kwargs=kwargs, episodes_per_update=args.episodes_per_update, seed=args.seed, num_workers=workers, backend=backend)
+            results[name].append(measure(data, args.episodes_per_update, args.updates, args.seed))
+            print(f"repeat {repeat} {name}: {results[name][-1]['per_minute']:.1f} episodes/min, {load()}", file=sys.stderr)
+        loads.append(load())
+    stop()
+    child = sorted(s for r in results["one process"] for s in r["child_seconds"])
+    CHILD_SECONDS.write_text(json.dumps({"command": command(), "seconds": child}) + "\n")
+    lines = [
+        f"Episodes per minute on the env of `{args.config}`, {available_cores()} cores, {args.episodes_per_update} episodes per update, "
+        f"{args.updates} timed updates ({args.updates * args.episodes_per_update} episodes) after a warm-up one, {args.repeats} repeats "
+        f"measured interleaved; every configuration trains the same children. Load while it ran: {'; '.join(loads)}. Command: `{command()}`",
+        "",
+        "| backend | workers | episodes/min per repeat | speed-up per repeat | speed-up mean (min–max) | start-up + first batch (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    reference = [r["per_minute"] for r in results["one process"]]
+    for name, _, workers in runs:
+        rates = [r["per_minute"] for r in results[name]]
+        ups = [rate / ref for rate, ref in zip(rates, reference)]
+        lines.append(
+            f"| {name} | {workers} | {', '.join(f'{x:.1f}' for x in rates)} | {', '.join(f'{x:.2f}×' for x in ups)} | "
+            f"{statistics.mean(ups):.2f}× ({min(ups):.2f}–{max(ups):.2f}) | {statistics.mean(r['warm_up'] for r in results[name]):.1f} |"
+        )
+    lines.append("")
+    lines.append(f"One-process child times (s, {len(child)} children): median {statistics.median(child):.2f}, "
+                 f"min {child[0]:.2f}, max {child[-1]:.2f} (kept in `{CHILD_SECONDS.relative_to(BENCH.parent)}`).")  # fmt: skip
+    publish("\n".join(lines), args.out or "bench/results/parallel.md")
+
+
+# ---- simulation: to 64 workers ------------------------------------------------------------------
+
+MODES = {"lockstep rounds": ("sleeping_env:Sleeping-v0", 0), "queue": ("sleeping_env:QueuedSleeping-v0", 0),
+         "queue, max_staleness 1": ("sleeping_env:QueuedSleeping-v0", 1)}  # fmt: skip
+
+
+class Blocked:
+    """Seconds the controller spends blocked on Ray (`ray.get`, `ray.wait`): the rest of an update is its own time."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.seconds = 0.0
+        for name in ("get", "wait"):
+            setattr(ray, name, self._timed(getattr(ray, name)))
+
+    def _timed(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+def simulation(args: argparse.Namespace) -> None:
+    if not CHILD_SECONDS.exists():
+        raise SystemExit(f"{CHILD_SECONDS} is missing: run `python bench/parallel.py --part digits` first")
+    measured = json.loads(CHILD_SECONDS.read_text())["seconds"]
+    stop = start_ray(max(args.sim_workers))
+    blocked = Blocked()
+    rows: list[tuple[str, int, dict[str, Any], float]] = []
+    for mode, (env_id, staleness) in MODES.items():
+        for workers in args.sim_workers:
+            per_update = args.per_worker * workers
+            data = EpisodeDataModule(env_id, {"seconds": measured, "scale": args.scale}, episodes_per_update=per_update, seed=args.seed,
+                                     num_workers=workers, backend="ray", max_staleness=staleness, worker_resources={"num_cpus": 1})  # fmt: skip
+            timed = measure(data, per_update, args.sim_updates, args.seed, blocked)
+            own = (timed["seconds"] - timed["blocked"]) / args.sim_updates
+            rows.append((mode, workers, timed, own))
+            print(f"{mode} × {workers}: {timed['per_minute']:.1f} episodes/min, controller {own:.3f} s/update, {load()}", file=sys.stderr)
+    stop()
+    mean_child = args.scale * statistics.mean(measured)
+    lines = [
+        f"Simulated children on Ray: each sleeps for a measured digits child time × {args.scale:g} (mean {mean_child:.2f} s, "
+        f"{min(measured) * args.scale:.2f}–{max(measured) * args.scale:.2f} s), {args.per_worker} episodes per worker per update, "
+        f"{args.sim_updates} timed updates after a warm-up one, a REINFORCE step after each. Controller time per update: the "
+        f"update's time less the time it waits on Ray (`ray.get`, `ray.wait`). Measured on a 2-core machine shared with other work "
+        f"({load()}). Command: `{command()}`",
+        "",
+        "| scheduling | workers | episodes | episodes/min | speed-up | efficiency | mean staleness | controller s/update |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, workers, timed, own in rows:
+        single = next(t for m, w, t, _ in rows if m == mode and w == 1)
+        speed_up = timed["per_minute"] / single["per_minute"]
+        lines.append(
+            f"| {mode} | {workers} | {timed['episodes']} | {timed['per_minute']:.1f} | {speed_up:.2f}× | {speed_up / workers:.0%} | "
+            f"{timed['staleness']:.2f} | {own:.3f} |"
+        )
+    publish("\n".join(lines), args.out or "bench/results/parallel_simulation.md")
+
+
+# ---- staleness: search quality on NAS-Bench-201 -------------------------------------------------
+
+
+def staleness(args: argparse.Namespace) -> None:
+    from nasprune.cli import run
+    from nasprune.records import read_history
+
+    settings = [0, 1, 2]
+    results: dict[int, list[tuple[float, float, float]]] = {k: [] for k in settings}
+    with tempfile.TemporaryDirectory() as temp:
+        for seed in range(args.seeds):
+            for k in settings:
+                root = Path(temp) / f"{seed}-{k}"
+                run(["fit", "-c", "configs/nasbench201.yaml", f"--data.env_kwargs.table={args.table}", f"--seed_everything={seed}",
+                     "--model.init_args.distinct_designs=false", "--data.episodes_per_update=20", "--trainer.max_steps=25",
+                     "--data.num_envs=1", "--data.backend=sync", "--data.num_workers=8", f"--data.max_staleness={k}", f"--trainer.default_root_dir={root}",
+                     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--export.enabled=false"])  # fmt: skip
+                (run_dir,) = (root / "lightning_logs").iterdir()
+                history = read_history(run_dir / "history.jsonl")
+                best = max(history, key=lambda r: r["reward"])
+                results[k].append((float(best["test_acc_200ep"]), statistics.mean(r["staleness"] for r in history), float(best["reward"])))
+    lines = [
+        f"REINFORCE (the settings of `configs/nasbench201.yaml`, without distinct_designs) on NAS-Bench-201 CIFAR-10, 500 episodes "
+        f"(20 per update), seeds 0–{args.seeds - 1}, evaluated by 8 `sync` workers taking the jobs in turn. Test accuracy (200 epochs) "
+        f"of the best design by reward (12-epoch validation accuracy), mean ± std over seeds. Command: `{command()}`",
+        "",
+        "| updates | mean staleness | best validation accuracy | its test accuracy |",
+        "|---|---|---|---|",
+    ]
+    for k in settings:
+        tests, stale, rewards = zip(*results[k])
+        name = "synchronous" if k == 0 else f"max_staleness {k}"
+        lines.append(f"| {name} | {statistics.mean(stale):.2f} | {statistics.mean(rewards):.2f} ± {statistics.stdev(rewards):.2f} | "
+                     f"{statistics.mean(tests):.2f} ± {statistics.stdev(tests):.2f} |")  # fmt: skip
+    publish("\n".join(lines), args.out or "bench/results/parallel_staleness.md")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--updates", type=int, default=3)
-    parser.add_argument("--episodes-per-update", type=int, default=None, help="default: 2 × workers")
-    parser.add_argument("--backends", nargs="+", default=["sync", "async", "ray"], choices=["sync", "async", "ray"])
+    parser.add_argument("--part", choices=["digits", "simulation", "staleness"], required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=Path("configs/digits.yaml"), help="whose data.env_kwargs to play")
-    parser.add_argument("--out", default="bench/results/parallel.md")
+    parser.add_argument("--out", default=None, help="the table's file (default: bench/results/parallel[_PART].md)")
+    digits_args = parser.add_argument_group("digits")
+    digits_args.add_argument("--config", type=Path, default=Path("configs/digits.yaml"), help="whose data.env_kwargs to play")
+    digits_args.add_argument("--episodes-per-update", type=int, default=8)
+    digits_args.add_argument("--updates", type=int, default=5)
+    digits_args.add_argument("--repeats", type=int, default=3)
+    sim = parser.add_argument_group("simulation")
+    sim.add_argument("--sim-workers", type=int, nargs="+", default=[1, 4, 16, 64])
+    sim.add_argument("--per-worker", type=int, default=2, help="episodes per update per worker")
+    sim.add_argument("--sim-updates", type=int, default=4)
+    sim.add_argument("--scale", type=float, default=1.0, help="child times × this")
+    nb201 = parser.add_argument_group("staleness")
+    nb201.add_argument("--table", default="../shared/data/nasbench201/nb201_cifar10.csv")
+    nb201.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
-    per_update = args.episodes_per_update or 2 * args.workers
-    if "ray" in args.backends:
-        import ray
-
-        temp = tempfile.mkdtemp(prefix="ray")  # session files and auth token stay out of ~/.ray
-        os.environ["HOME"] = temp
-        ray.init(num_cpus=available_cores(), _temp_dir=temp, include_dashboard=False, log_to_driver=False)
-        atexit.register(shutil.rmtree, temp, ignore_errors=True)
-        atexit.register(ray.shutdown)  # runs first: atexit is last in, first out
-    rows = []
-    for backend in args.backends:
-        workers = 1 if backend == "sync" else args.workers
-        result = measure(backend, workers, per_update, args.updates, args.seed, env_kwargs(args.config))
-        rows.append((backend if workers > 1 else "one process", workers, result))
-        print(f"{backend}: {result}", file=sys.stderr)
-    reference = rows[0][2]["per_minute"]
-    command = shlex.join(["python", "bench/parallel.py", *sys.argv[1:]])
-    lines = [
-        f"Episodes per minute on the env of `{args.config}`, {available_cores()} cores, {per_update} episodes per update, "
-        f"{args.updates} update(s) after a warm-up one. Command: `{command}`",
-        "",
-        "| backend | workers | episodes | seconds | episodes/min | speed-up | start-up + first batch (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, workers, r in rows:
-        lines.append(
-            f"| {name} | {workers} | {r['episodes']} | {r['seconds']:.1f} | {r['per_minute']:.1f} | "
-            f"{r['per_minute'] / reference:.2f}× | {r['warm_up']:.1f} |"
-        )
-    publish("\n".join(lines), args.out)
+    torch.set_num_threads(available_cores())
+    {"digits": digits, "simulation": simulation, "staleness": staleness}[args.part](args)
 
 
 if __name__ == "__main__":

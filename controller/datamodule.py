@@ -8,23 +8,32 @@ played on demand, inside the step, with the current weights.
 Each episode is added to the run's history (`RunHistory`: the count, the best so far) the moment
 it ends, then announced, before the update that learns from it, to every callback with an
 `on_episode_end(trainer, pl_module, episode)` hook (`HistoryWriter` makes it durable there).
+
+An env that offers decision copies (a NAS env, see `nasprune.decisions`) has each update's
+episodes sampled first, side by side, and evaluated from a work queue (`queue.py`); its
+episodes are announced in index order. Other envs (CartPole: observations depend on earlier
+rewards) are stepped, in rounds of `num_workers`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import gymnasium as gym
 import pytorch_lightning as pl
 import torch
+from gymnasium.wrappers import TimeLimit
 from torch.utils.data import DataLoader, IterableDataset
 
 from nasprune.config import ConfigError, SearchError
 from nasprune.controller.agent import BatchAgent
 from nasprune.controller.env_factory import make_env
 from nasprune.controller.episode import Episode
-from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_workers
+from nasprune.controller.parallel import WorkerPool, check_worker_settings, start_pool, start_workers
+from nasprune.controller.queue import EvaluationQueue
 from nasprune.controller.rollout import EnvSlots, Slots, play_episodes
 from nasprune.controller.seeds import episode_seed
 from nasprune.run_history import RunHistory, run_identity
@@ -73,13 +82,22 @@ class EpisodeStream(IterableDataset):
         updates = itertools.count() if per_epoch is None else range(per_epoch)
         for _ in updates:
             batch = self.source.play_batch(self.agent, self.source.episodes_per_update)
-            if self.source.has_copies():
+            if self.source.has_copies() and not self.source.samples_first:
                 self.source.remember(episode.info for episode in batch)  # every copy learns what the others evaluated
             yield batch
 
 
 def _as_is(batch: list[Episode]) -> list[Episode]:
     return batch
+
+
+def _has_decision_env(env: gym.Env) -> bool:
+    """Whether `env` offers decision copies (`nasprune.decisions`): its episodes can be sampled first."""
+    try:
+        env.get_wrapper_attr("decision_env")
+    except AttributeError:
+        return False
+    return True
 
 
 class EpisodeDataModule(pl.LightningDataModule):
@@ -103,6 +121,8 @@ class EpisodeDataModule(pl.LightningDataModule):
         ray_address: str | None = None,
         worker_resources: dict[str, float] | None = None,
         fail_fast_after: int = 10,
+        max_staleness: int = 0,
+        importance_clip: float = 1.0,
     ) -> None:
         """
         Args:
@@ -131,6 +151,15 @@ class EpisodeDataModule(pl.LightningDataModule):
             fail_fast_after: stop the search (`SearchError`) when its first this many episodes
                 all failed the same way (the same `error_kind` and exception type in their
                 `info`): settings that fail every child should not spend the whole budget. 0: never stop.
+            max_staleness: for an env whose episodes are sampled first (a NAS env): an update may
+                learn from episodes sampled by a policy up to this many updates old. When a
+                worker would wait (nothing left to evaluate), the next update's episodes are
+                sampled at once with the current policy, so workers do not idle while an update
+                waits for its slowest child. 0 (the default): every update learns from episodes of
+                its own policy, and a run repeats exactly; above 0 the timing decides which
+                episodes are stale, so it does not.
+            importance_clip: a stale episode's term in a gradient update is weighted by
+                π_now(actions) / π_then(actions), truncated at this (IMPALA's ρ̄; 1: never above 1).
         """
         super().__init__()
         if episodes_per_update < 1:
@@ -144,6 +173,10 @@ class EpisodeDataModule(pl.LightningDataModule):
         check_worker_settings(num_workers, backend, num_envs, worker_resources)
         if not isinstance(fail_fast_after, int) or fail_fast_after < 0:
             raise ConfigError("data.fail_fast_after", f"must be a non-negative integer, got {fail_fast_after!r}")
+        if not isinstance(max_staleness, int) or max_staleness < 0:
+            raise ConfigError("data.max_staleness", f"must be a non-negative integer, got {max_staleness!r}")
+        if not importance_clip > 0:
+            raise ConfigError("data.importance_clip", f"must be positive, got {importance_clip!r}")
         self.save_hyperparameters()
         self.episodes_per_update = episodes_per_update
         self.updates_per_epoch = updates_per_epoch
@@ -151,12 +184,20 @@ class EpisodeDataModule(pl.LightningDataModule):
         self.backend = backend
         self.seed = seed
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
-        self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(num_envs - 1)]
+        # sample, then evaluate: for an env with decision copies (then num_envs has nothing to do)
+        self.samples_first = _has_decision_env(self.env)
+        if max_staleness > 0 and not self.samples_first:
+            raise ConfigError("data.max_staleness", f"needs an env whose episodes are sampled first (one with decision_env()); {env_id!r} is stepped")
+        self.max_staleness, self.importance_clip = max_staleness, importance_clip
+        copies = 1 if self.samples_first else num_envs
+        self.envs = [self.env] + [make_env(env_id, env_kwargs, max_episode_steps) for _ in range(copies - 1)]
         self._env_slots = EnvSlots(self.envs)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.episodes_played = 0
         self._workers: WorkerPool | None = None
+        self._queue: EvaluationQueue | None = None
+        self.updates_played = 0  # batches handed out: the version of the policy that samples next
         self._remembered: list[Mapping[str, Any]] = []  # for workers started later
         self._first_failures = FirstFailures(fail_fast_after)
         self.history = RunHistory()
@@ -190,6 +231,8 @@ class EpisodeDataModule(pl.LightningDataModule):
             except AttributeError:
                 return 0  # the env keeps no cache (nor do its workers: they run the same env)
             added = max(added, remember(records))
+        if self.samples_first:
+            return added  # the decision copies answer from the env's cache; evaluators need not know
         if self._workers is not None:
             self._workers.remember(records)
         else:
@@ -208,11 +251,80 @@ class EpisodeDataModule(pl.LightningDataModule):
         return self.play_batch(agent, 1)[0]
 
     def play_batch(self, agent: BatchAgent, n: int) -> list[Episode]:
-        """The next `n` episodes: by the workers, or `num_envs` at a time side by side."""
-        seeds = [episode_seed(self._run_seed(), self.episodes_played + i) for i in range(n)]
-        episodes = play_episodes(self._slots(), agent, self.episodes_played, seeds, self._finished)
+        """The next `n` episodes: sampled first and evaluated from the queue, or stepped (by the
+        workers, or `num_envs` at a time side by side)."""
+        if self.samples_first:
+            episodes = self._sample_then_evaluate(agent, n)
+        else:
+            seeds = [self._seed_of(self.episodes_played + i) for i in range(n)]
+            episodes = play_episodes(self._slots(), agent, self.episodes_played, seeds, self._finished)
         self.episodes_played += n
+        self.updates_played += 1
         return episodes
+
+    def _seed_of(self, index: int) -> int:
+        return episode_seed(self._run_seed(), index)
+
+    def _sample_then_evaluate(self, agent: BatchAgent, n: int) -> list[Episode]:
+        """Episodes `episodes_played` … + n − 1, announced in index order as they finish.
+
+        Those not sampled yet are sampled now; while waiting, a worker that would idle makes the
+        next `episodes_per_update` be sampled (up to `max_staleness` updates ahead)."""
+        queue = self.queue()
+        first, end = self.episodes_played, self.episodes_played + n
+        if queue.sampled < end:
+            self._sample(agent, queue, end - queue.sampled)
+        ahead = end + self.max_staleness * self.episodes_per_update
+        episodes: list[Episode] = []
+        while len(episodes) < n:
+            taken = queue.take(first + len(episodes))
+            if taken is None:
+                if queue.sampled < ahead and queue.idle():
+                    self._sample(agent, queue, min(self.episodes_per_update, ahead - queue.sampled))
+                queue.wait()
+                continue
+            episode, version = taken
+            episode.staleness = self.updates_played - version
+            self._finished(episode)
+            episodes.append(episode)
+        self._weigh(agent, episodes)
+        return episodes
+
+    def _sample(self, agent: BatchAgent, queue: EvaluationQueue, n: int) -> None:
+        """Sample the next `n` episodes with the current policy (recording its likelihoods when they may go stale)."""
+        sampled = queue.sample(agent, [self._seed_of(queue.sampled + i) for i in range(n)], self.updates_played)
+        likelihoods = getattr(agent, "log_likelihoods", None)
+        if self.max_staleness > 0 and likelihoods is not None:
+            for episode, value in zip(sampled, likelihoods(sampled)):
+                episode.log_likelihood = value
+
+    def _weigh(self, agent: BatchAgent, episodes: Sequence[Episode]) -> None:
+        """Stale episodes' importance weights: π_now / π_then of their actions, truncated at `importance_clip`."""
+        stale = [e for e in episodes if e.staleness > 0 and e.log_likelihood is not None]
+        if not stale:
+            return
+        for episode, now in zip(stale, agent.log_likelihoods(stale)):  # type: ignore[attr-defined]  # present: the likelihoods were recorded by it
+            assert episode.log_likelihood is not None
+            episode.weight = min(math.exp(now - episode.log_likelihood), self.importance_clip)
+
+    def queue(self) -> EvaluationQueue:
+        """The evaluation queue and its workers, started on first use."""
+        if self._queue is None:
+            assert self.env.spec is not None  # gymnasium.make always stamps the env's spec
+            self._queue = EvaluationQueue(start_pool(self.hparams, self.env.spec, self.env), self._decision_env, self._learn, self.episodes_played)
+        return self._queue
+
+    def _decision_env(self) -> gym.Env:
+        decisions = self.env.get_wrapper_attr("decision_env")()
+        limit = self.hparams["max_episode_steps"]
+        return decisions if limit is None else TimeLimit(decisions, limit)
+
+    def _learn(self, records: list[Mapping[str, Any]]) -> None:
+        """An evaluation's info into the env's cache, where its decision copies look."""
+        try:
+            self.env.get_wrapper_attr("remember")(records)
+        except AttributeError:
+            return  # the env keeps no cache
 
     def _slots(self) -> Slots:
         if self.num_workers > 1 or self.backend == "ray":
@@ -233,10 +345,15 @@ class EpisodeDataModule(pl.LightningDataModule):
         if self._workers is not None:
             self._workers.close()
             self._workers = None
+        if self._queue is not None:
+            self._queue.pool.close()  # evaluations still running belong to episodes never learnt from
+            self._queue = None
 
     def train_dataloader(self) -> DataLoader:
         assert self.trainer is not None  # Lightning asks for the loader only while fitting
         agent = cast(BatchAgent, self.trainer.lightning_module)  # the controller being fitted acts in batches
+        if self.max_staleness > 0 and getattr(agent, "distinct_designs", False):
+            raise ConfigError("data.max_staleness", "does not combine with model.init_args.distinct_designs (its masks hold the designs of the update being played)")
         self.remember(self.history.open(run_identity(self, self.trainer.lightning_module)))  # after any checkpoint is restored
         return DataLoader(EpisodeStream(self, agent), batch_size=None, collate_fn=_as_is)
 

@@ -24,6 +24,9 @@ class Episode:
     seconds: float = 0.0
     worker: int | None = None  # the parallel worker that played it; None when played in this process
     update: int = 0  # the (0-based) controller update that learns from it
+    staleness: int = 0  # updates between the policy that sampled it and the one that learns from it (`data.max_staleness`)
+    log_likelihood: float | None = None  # log π(actions) of the policy that sampled it, kept for a stale episode
+    weight: float = 1.0  # its importance weight π_now / π_then (truncated) in the update; 1 when fresh
 
     @property
     def total_reward(self) -> float:

@@ -1,8 +1,9 @@
 """Choosing and starting the parallel workers of `EpisodeDataModule` from its config.
 
 `backend` picks the engine: gymnasium's vector envs on this machine (`sync`, `async`) or Ray
-actors on this machine or a cluster (`ray`, see `ray_backend.py`). Either way the workers sit
-behind one small interface, `WorkerPool`.
+actors on this machine or a cluster (`ray`, see `ray_backend.py`). Envs that are stepped get
+their workers behind one small interface, `WorkerPool`; envs whose episodes are sampled first get
+a `queue.Pool` of evaluators (`start_pool`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from nasprune.config import ConfigError
 
 if TYPE_CHECKING:
+    from nasprune.controller.queue import Pool
     from nasprune.controller.rollout import Slots
 
 BACKENDS = ("async", "ray", "sync")
@@ -71,6 +73,28 @@ def start_workers(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSpe
     """
     with torch.random.fork_rng(devices=[]):
         return _start_workers(hparams, spec)
+
+
+def start_pool(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSpec, env: gym.Env) -> Pool:
+    """The evaluators of the queue `hparams` ask for: `env` itself (one worker in this process),
+    `num_workers` env copies here (`sync`), processes (`async`) or Ray actors (`ray`); started
+    under a forked generator, as `start_workers`'s are."""
+    from nasprune.controller.queue import LocalPool, ProcessPool
+    from nasprune.controller.vector import worker_env_fns
+
+    num_workers, backend = hparams["num_workers"], hparams["backend"]
+    resources = dict(hparams["worker_resources"] or {})
+    with torch.random.fork_rng(devices=[]):
+        if backend == "ray":
+            from nasprune.controller.ray_backend import RayPool
+
+            return RayPool(num_workers, spec, hparams["env_kwargs"], hparams["max_episode_steps"], resources, hparams["ray_address"])
+        if num_workers == 1:
+            return LocalPool([env], [None])
+        env_fns = worker_env_fns(num_workers, spec, hparams["env_kwargs"], hparams["max_episode_steps"], resources)
+        if backend == "sync":
+            return LocalPool([make() for make in env_fns], range(num_workers))
+        return ProcessPool(env_fns)
 
 
 def _start_workers(hparams: Mapping[str, Any], spec: gym.envs.registration.EnvSpec) -> WorkerPool:

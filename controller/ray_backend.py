@@ -1,9 +1,11 @@
 """Workers as Ray actors, on this machine or across a cluster: `EpisodeDataModule(backend="ray")`.
 
 Each worker is a Ray actor holding one env, made in the actor by `make_env`, with its own CPU and
-GPU reservation. `RayVectorEnv` puts the actors behind gymnasium's `VectorEnv` interface, so
-episodes are played by the same lockstep loop as the other backends (`rollout.play_episodes`)
-and their content is the same for a seed.
+GPU reservation. For an env that offers decision copies (`nasprune.decisions`), `RayPool` runs
+the evaluation queue of `queue.py` on the actors: each free actor takes the next evaluation at
+once. Other envs are stepped: `RayVectorEnv` puts the actors behind gymnasium's `VectorEnv`
+interface, so their episodes are played by the same lockstep loop as the other backends
+(`rollout.play_episodes`). Either way an episode's content is the same for a seed.
 
 A worker whose process dies (killed, out of memory, a node lost) costs one retry: a fresh actor
 replays the episode — the same reset seed, the same actions — and its answer is taken. If that
@@ -15,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
 import ray
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from ray.actor import ActorHandle
@@ -29,6 +31,7 @@ from ray.exceptions import RayActorError
 
 from nasprune.config import ConfigError
 from nasprune.controller.env_factory import make_env
+from nasprune.controller.queue import Job, Outcome, evaluate
 from nasprune.controller.vector import threads_per_worker
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,11 @@ class EnvWorker:
     """One env in its own Ray worker process; the resources are set per actor with `.options()`."""
 
     def __init__(self, env_id: str | gym.envs.registration.EnvSpec, env_kwargs: dict[str, Any] | None, max_episode_steps: int | None, threads: int) -> None:
-        torch.set_num_threads(threads)
+        # torch's threads: set where torch is loaded already, else read by torch from the environment
+        # when the env imports it (not imported here: an actor whose env never trains starts without it)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
         self.env = make_env(env_id, env_kwargs, max_episode_steps)
 
     def describe(self) -> tuple[gym.Space, gym.Space, float]:
@@ -62,6 +69,10 @@ class EnvWorker:
     def step(self, action: int) -> StepResult:
         return self.env.step(action)
 
+    def evaluate(self, seed: int | None, actions: Sequence[int]) -> tuple[float, dict[str, Any]]:
+        """A queued evaluation (`queue.evaluate`): the episode replayed, its last reward and info."""
+        return evaluate(self.env, seed, actions)
+
     def replay(self, seed: int | None, actions: Sequence[int]) -> tuple[Any, dict[str, Any]] | StepResult:
         """Reset with `seed`, take `actions`; the last answer (the reset's when there are none)."""
         answer: Any = self.env.reset(seed=seed)
@@ -70,13 +81,9 @@ class EnvWorker:
         return answer
 
 
-class RayVectorEnv(VectorEnv):
-    """`num_workers` Ray actors as one gymnasium vector env (autoreset disabled).
-
-    Resetting with `options={"reset_mask": m, "hold": True}` parks the masked slots: they are not
-    stepped until their next real reset (the `HoldFinished` protocol of the other backends).
-    `worker_ids[i]` is the id of the actor now in slot `i`; a replacement actor gets a new id.
-    """
+class RayActors:
+    """Ray (started here, or joined) and `num_workers` `EnvWorker` actors; `worker_ids[i]` is the id
+    of the actor now in slot `i` (a replacement actor gets a new one)."""
 
     def __init__(
         self,
@@ -98,20 +105,10 @@ class RayVectorEnv(VectorEnv):
         num_cpus = float(resources.get("num_cpus", 1))
         self._actor_options = {"num_cpus": num_cpus, "num_gpus": float(resources.get("num_gpus", 0))}
         self._actor_args = (env_id, env_kwargs, max_episode_steps, threads_per_worker(num_workers, num_cpus))
-        self.num_envs = num_workers
         self.worker_ids = list(range(num_workers))
         self._next_worker_id = num_workers
         self.actors = [self._new_actor() for _ in range(num_workers)]
-        observation_space, action_space, self.failure_reward = cast(tuple[gym.Space, gym.Space, float], ray.get(self.actors[0].describe.remote()))
-        self.single_observation_space, self.single_action_space = observation_space, action_space
-        self.observation_space = batch_space(observation_space, num_workers)
-        self.action_space = batch_space(action_space, num_workers)
-        self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
-        self._parked: list[bool] = [True] * num_workers
-        self._seeds: list[int | None] = [None] * num_workers
-        self._actions: list[list[int]] = [[] for _ in range(num_workers)]
-        self._retried: list[bool] = [False] * num_workers
-        self._observations: list[Any] = [observation_space.sample() for _ in range(num_workers)]
+        self.spaces_and_failure = cast(tuple[gym.Space, gym.Space, float], ray.get(self.actors[0].describe.remote()))
 
     def _new_actor(self) -> ActorHandle:
         return EnvWorker.options(**self._actor_options).remote(*self._actor_args)  # type: ignore[attr-defined]  # @ray.remote makes an ActorClass; ray's hints keep the plain class
@@ -121,6 +118,82 @@ class RayVectorEnv(VectorEnv):
         self.actors[i] = self._new_actor()
         self.worker_ids[i] = self._next_worker_id
         self._next_worker_id += 1
+
+    def close_actors(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        if self._started_ray:
+            ray.shutdown()
+
+
+class RayPool(RayActors):
+    """The evaluation queue's workers (`queue.Pool`) as Ray actors: each free actor takes the next job at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failure_reward = self.spaces_and_failure[2]
+        self._running: dict[Any, tuple[int, Job]] = {}  # object ref → (slot, job)
+
+    def free(self) -> int:
+        return len(self.actors) - len(self._running)
+
+    def submit(self, job: Job) -> None:
+        busy = {slot for slot, _ in self._running.values()}
+        slot = next(i for i in range(len(self.actors)) if i not in busy)
+        self._running[self.actors[slot].evaluate.remote(job.seed, job.episode.actions)] = (slot, job)
+
+    def wait(self) -> list[Outcome]:
+        ready, _ = ray.wait(list(self._running), num_returns=1)
+        outcomes: list[Outcome] = []
+        for ref in ready:
+            slot, job = self._running.pop(ref)
+            worker = self.worker_ids[slot]
+            try:
+                reward, info = ray.get(ref)
+            except RayActorError as err:
+                outcomes.append((job, self._died(slot, job, err)))
+                continue
+            outcomes.append((job, (float(reward), info, worker)))
+        return outcomes
+
+    def _died(self, slot: int, job: Job, err: RayActorError) -> tuple[float, dict[str, Any], int | None] | None:
+        """Slot `slot`'s actor died on `job`: a fresh actor takes the slot; the job is evaluated again once, then penalised."""
+        index = job.episode.index
+        log.warning("worker %d died (%s) on episode %d; %s", self.worker_ids[slot], type(err).__name__, index,
+                    "penalising the episode" if job.retried else "a new worker evaluates it again")  # fmt: skip
+        self._replace(slot)
+        if not job.retried:
+            job.retried = True
+            return None
+        info = {"error": f"worker died twice: {err}", "error_kind": "WorkerDied", "reward": self.failure_reward}
+        return self.failure_reward, info, self.worker_ids[slot]
+
+    def close(self) -> None:
+        self.close_actors()
+
+
+class RayVectorEnv(RayActors, VectorEnv):
+    """`num_workers` Ray actors as one gymnasium vector env (autoreset disabled).
+
+    Resetting with `options={"reset_mask": m, "hold": True}` parks the masked slots: they are not
+    stepped until their next real reset (the `HoldFinished` protocol of the other backends).
+    It takes `RayActors`'s arguments.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        RayActors.__init__(self, *args, **kwargs)
+        num_workers = len(self.actors)
+        observation_space, action_space, self.failure_reward = self.spaces_and_failure
+        self.num_envs = num_workers
+        self.single_observation_space, self.single_action_space = observation_space, action_space
+        self.observation_space = batch_space(observation_space, num_workers)
+        self.action_space = batch_space(action_space, num_workers)
+        self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+        self._parked: list[bool] = [True] * num_workers
+        self._seeds: list[int | None] = [None] * num_workers
+        self._actions: list[list[int]] = [[] for _ in range(num_workers)]
+        self._retried: list[bool] = [False] * num_workers
+        self._observations: list[Any] = [observation_space.sample() for _ in range(num_workers)]
 
     def _batch(self, observations: Sequence[Any]) -> Any:
         return concatenate(
@@ -189,7 +262,4 @@ class RayVectorEnv(VectorEnv):
         return tuple(ray.get([actor.call.remote(name, *args) for actor in self.actors]))
 
     def close_extras(self, **kwargs: Any) -> None:
-        for actor in self.actors:
-            ray.kill(actor)
-        if self._started_ray:
-            ray.shutdown()
+        self.close_actors()

@@ -320,6 +320,12 @@ class Reinforce(SearchStrategy):
         entropies = -(log_policy.exp() * log_policy).sum(dim=-1)
         return log_probs, entropies
 
+    @torch.no_grad()
+    def log_likelihoods(self, episodes: Sequence[Episode]) -> list[float]:
+        """log π(actions) of each episode under the current weights: the data module's importance weights of stale episodes."""
+        log_probs, _, valid = self._replay(episodes)
+        return (log_probs * valid).sum(dim=1).tolist()
+
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
@@ -334,7 +340,9 @@ class Reinforce(SearchStrategy):
         mean_returns = (returns * valid).sum(dim=0) / valid.sum(dim=0)  # every step index < steps is seen
         baseline = torch.where(torch.isnan(self.baseline[:steps]), mean_returns, self.baseline[:steps])
 
-        advantages = self._advantages(returns, valid, baseline)
+        # importance weights of stale episodes (data.max_staleness): 1 when sampled by these weights
+        weights = torch.tensor([episode.weight for episode in episodes], device=self.device).unsqueeze(1)
+        advantages = weights * self._advantages(returns, valid, baseline)
         policy_loss = -(advantages.detach() * log_probs).sum() / n
         entropy = (entropies * valid).sum() / valid.sum()
         loss = policy_loss - self.entropy_weight * entropy

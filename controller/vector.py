@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
-import torch
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.async_vector_env import AsyncState
 
@@ -87,6 +86,8 @@ def cuda_devices_of_worker(worker: int, num_gpus: float) -> str | None:
     if num_gpus <= 0:
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    import torch  # here, not at the top: workers of envs that never train start without torch (½ GB and seconds each)
+
     ids = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
     per_worker = int(num_gpus)
     chosen = ids[worker * per_worker : (worker + 1) * per_worker]
@@ -112,6 +113,8 @@ def make_worker_env(
     parent's own settings are left alone then.
     """
     if os.getpid() != parent_pid:
+        import torch
+
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         if cuda_devices is not None:
@@ -154,7 +157,8 @@ def make_vector_env(
 
 
 class WorkerDiedError(SearchError):
-    """An `async` worker process died again while its round was replayed; the message is one line naming it."""
+    """An `async` worker process died again on the same episodes (a replayed round, an evaluation
+    taken again); the message is one line naming it."""
 
 
 def _dead_workers(vector_env: VectorEnv, wait: float = 5.0) -> list[tuple[int, int | None]]:
@@ -169,7 +173,7 @@ def _dead_workers(vector_env: VectorEnv, wait: float = 5.0) -> list[tuple[int, i
         time.sleep(0.01)
 
 
-def _exit_reason(exitcode: int | None) -> str:
+def exit_reason(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name
         return f"killed by {name}" + (" (the out-of-memory killer sends it)" if name == "SIGKILL" else "")
@@ -218,7 +222,7 @@ class VectorWorkers:
             dead = _dead_workers(self.vector_env)
             if not dead:
                 raise
-            names = ", ".join(f"worker {self.worker_ids[i]} ({_exit_reason(code)})" for i, code in dead)
+            names = ", ".join(f"worker {self.worker_ids[i]} ({exit_reason(code)})" for i, code in dead)
             if self._replayed:
                 self._discard()
                 raise WorkerDiedError(f"{names} died again while its round was replayed; the search stopped (resume it with --ckpt_path last)") from err

@@ -27,6 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from nasprune.config import ConfigError, PositiveFloat
+from nasprune.decisions import DecisionCopies
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -186,7 +187,7 @@ def load_table(
     return _TABLES[cache_key]
 
 
-class NasBench201Env(gym.Env):
+class NasBench201Env(DecisionCopies, gym.Env):
     """Pick one op per cell edge (6 steps, 5 ops); the final step returns the table's reward.
 
     Observation (as in `NasPruneEnv`): `step`, `prev_action` (5 = start token) and an int8
@@ -196,7 +197,8 @@ class NasBench201Env(gym.Env):
     column of the row, and `reward`. The reward is `reward_column`, optionally multiplied by the
     MnasNet latency factor `(latency / latency_target) ** w`, where `w` is `latency_weight`
     (default −0.07) for a `soft` constraint, and for a `hard` one 0 within the target and
-    `latency_weight` (default −1) over it.
+    `latency_weight` (default −1) over it. It offers `decision_env()` (`nasprune.decisions`): an
+    update's cells are sampled first, then looked up (by parallel workers, when there are any).
     """
 
     metadata = {"render_modes": []}
@@ -290,6 +292,9 @@ class NasBench201Env(gym.Env):
         self._actions.append(action)
         if len(self._actions) < len(EDGES):
             return self._observation(), 0.0, False, False, {}
+        if self.deciding:
+            reward, info = self.pending(None)
+            return self._observation(), reward, True, False, info
         actions = tuple(self._actions)
         row = self.table.rows[actions]
         reward, parts = self.reward_of(row)

@@ -21,12 +21,13 @@ from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
+from nasprune.decisions import DecisionCopies
 from nasprune.envs.cache import EvaluationCache, timed_lookup
 
 log = logging.getLogger(__name__)
 
 
-class NasPruneEnv(gym.Env):
+class NasPruneEnv(DecisionCopies, gym.Env):
     """Joint architecture + per-layer pruning-ratio search as a Gymnasium episode.
 
     Decisions run layer by layer: op, width, prune ratio (then downsampling and skip when the
@@ -40,7 +41,8 @@ class NasPruneEnv(gym.Env):
     fails (`info` gets `error_kind` and `error`; see `nasprune.child.failures`): a failing
     candidate never stops a search. With `cache` (the default) a design already evaluated in
     this run is not trained again: the step returns the first evaluation's `info`, marked
-    `cached: True`.
+    `cached: True`. Its decisions do not depend on evaluations, so it offers `decision_env()`
+    (`nasprune.decisions`): parallel workers then evaluate an update's designs from a queue.
     """
 
     action_space: spaces.Discrete
@@ -156,6 +158,8 @@ class NasPruneEnv(gym.Env):
         cached = timed_lookup(self.cache, key)
         if cached is not None:
             return float(cached["reward"]), cached
+        if self.deciding:
+            return self.pending(key if self.cache is not None else None)
         start = time.perf_counter()
         info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:

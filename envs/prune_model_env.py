@@ -30,6 +30,7 @@ from nasprune.child.prune_model import (
 )
 from nasprune.child.rewards import Reward, TargetWindowReward
 from nasprune.config import ConfigError, NonNegativeInt, PositiveFraction, UnitRatio, instantiate, under
+from nasprune.decisions import DecisionCopies
 from nasprune.envs.cache import EvaluationCache, timed_lookup
 from nasprune.envs.nasprune_env import build_reward, check_failure_reward, load_data
 
@@ -50,7 +51,7 @@ LAYER_FEATURES = (
 NOT_TRAINABLE_IMPORTANCES = ("taylor",)
 
 
-class PruneModelEnv(gym.Env):
+class PruneModelEnv(DecisionCopies, gym.Env):
     """How much to prune each layer of a trained network, decided group by group (AMC, with our controller).
 
     The network is `model` (a class path or factory with its init args, e.g.
@@ -73,7 +74,8 @@ class PruneModelEnv(gym.Env):
     the unpruned network with `training.distill_alpha`), scores it on the validation split and
     rewards it (`reward`; by default a `TargetWindowReward` on `flops_target`, else a
     `LinearReward`). A ratio that empties a group, a diverging fine-tune or any other failure gets
-    `failure_reward` and an `error_kind`; the search goes on.
+    `failure_reward` and an `error_kind`; the search goes on. Only the last step evaluates, so it
+    offers `decision_env()` (`nasprune.decisions`) for parallel workers' queue.
     """
 
     metadata = {"render_modes": []}
@@ -266,6 +268,8 @@ class PruneModelEnv(gym.Env):
         cached = timed_lookup(self.cache, key)
         if cached is not None:
             return float(cached["reward"]), cached
+        if self.deciding:
+            return self.pending(key if self.cache is not None else None)
         start = time.perf_counter()
         label = " ".join(f"{name.removeprefix('model.')}={r:g}" for name, r in named.items())
         info: dict[str, Any] = {"ratios": named, "design_str": label}

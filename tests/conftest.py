@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,27 @@ class NoNasprune:
 
 sys.meta_path.insert(0, NoNasprune())
 """
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray for the module, with 3 (logical) CPUs: one per worker of the 3-worker tests; its session files and auth token in a temporary HOME."""
+    temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
+    saved = {key: os.environ.get(key) for key in ("HOME", "RAY_TMPDIR")}
+    os.environ.update(HOME=temp, RAY_TMPDIR=temp)
+    import ray
+
+    ray.init(num_cpus=3, _temp_dir=temp, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO / "tests")}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from nasprune.decisions import DecisionCopies
+
 
 class DyingBandit(gym.Env):
     """Two decisions of four choices; the return is a function of the actions and the reset seed.
@@ -55,3 +57,17 @@ class DyingBandit(gym.Env):
 
 
 gym.register("DyingBandit-v0", entry_point=DyingBandit)
+
+
+class QueuedDyingBandit(DecisionCopies, DyingBandit):
+    """`DyingBandit` with decision copies: its episodes are sampled first and evaluated from the queue."""
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        if self.deciding and len(self._actions) == 1:
+            self._actions.append(int(action))
+            reward, info = self.pending(None)
+            return self._observation(), reward, True, False, info
+        return super().step(action)
+
+
+gym.register("QueuedDyingBandit-v0", entry_point=QueuedDyingBandit)

@@ -1,4 +1,4 @@
-"""Parallel workers on one machine (gymnasium vector envs): same episodes as in-process play, one process per worker.
+"""Parallel workers on one machine: same episodes as in-process play, one process per worker.
 
 "Identical in content" means: for the same seeds, the same `num_workers` and the same torch
 threads per child training (float reductions depend on them), every episode — its
@@ -61,9 +61,9 @@ def test_a_search_on_worker_processes_writes_the_same_history_as_in_process(repo
     sync, parallel = search("sync"), search("async")
     assert len(parallel) == 3 and content(parallel) == content(sync)
     assert len({json.dumps(r["actions"]) for r in parallel}) > 1
-    # rounds of 2: episodes 0, 1 | 2 (worker 0 alone)
-    assert [r["worker"] for r in parallel] == [0, 1, 0]
+    # the queue: in this process the workers take the evaluations in turn; worker processes as each is free
     assert [r["worker"] for r in sync] == [0, 1, 0]
+    assert {r["worker"] for r in parallel} <= {0, 1}
     assert all(r["accuracy"] > 0 and r["seconds"] > 0 for r in parallel)
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,27 +13,7 @@ import pytorch_lightning as pl  # noqa: E402
 
 from nasprune.controller import EpisodeDataModule, Reinforce, episode_seed  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
 RUN_SEED = 5
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """One local Ray for the module, with 2 CPUs; its session files and auth token in a temporary HOME."""
-    temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
-    saved = {key: os.environ.get(key) for key in ("HOME", "RAY_TMPDIR")}
-    os.environ.update(HOME=temp, RAY_TMPDIR=temp)
-    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def data_module(backend: str, **env_kwargs: object) -> EpisodeDataModule:

@@ -1,13 +1,19 @@
-"""Envs whose worker process dies, for the parallel backends' tests; `gymnasium.make("worker_envs:Crashing-v0")` imports this."""
+"""Envs for the parallel backends' tests (dying workers, costly designs); `gymnasium.make("worker_envs:Crashing-v0")` imports this."""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from toy_envs import TargetSequenceEnv
+
+from nasprune.decisions import DecisionCopies
+from nasprune.envs.cache import EvaluationCache
 
 
 class CrashingEnv(TargetSequenceEnv):
@@ -58,3 +64,49 @@ class ReportWorkerEnv(gym.Env):
 
 
 gym.register(id="ReportWorker-v0", entry_point=ReportWorkerEnv)
+
+
+class CostlyDesignsEnv(DecisionCopies, gym.Env):
+    """Three decisions of three choices; the last step "trains" the design for a time its first
+    decision sets (10, 50 or 90 ms: children of very different costs) and caches the result by
+    design, as `NasPruneEnv` does. Its reward depends on the design and on the episode's seed."""
+
+    metadata = {"render_modes": []}
+    observation_space = gym.spaces.Dict({"step": gym.spaces.Discrete(4), "action_mask": gym.spaces.MultiBinary(3)})
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self, seconds: tuple[float, ...] = (0.01, 0.05, 0.09)) -> None:
+        self.seconds = seconds
+        self.cache = EvaluationCache(lambda record: record.get("design"))
+        self._actions: list[int] = []
+
+    def _observation(self) -> dict[str, Any]:
+        return {"step": len(self._actions), "action_mask": np.ones(3, dtype=np.int8)}
+
+    def remember(self, records: Iterable[Mapping[str, Any]]) -> int:
+        return self.cache.remember(records)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, Any], dict]:
+        super().reset(seed=seed)
+        self._actions = []
+        return self._observation(), {}
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict]:
+        self._actions.append(int(action))
+        if len(self._actions) < 3:
+            return self._observation(), 0.0, False, False, {}
+        design = "".join(map(str, self._actions))
+        noise = float(self.np_random.random())
+        cached = self.cache.lookup(design)
+        if cached is not None:
+            return self._observation(), float(cached["reward"]), True, False, cached
+        if self.deciding:
+            reward, info = self.pending(design)
+            return self._observation(), reward, True, False, info
+        time.sleep(self.seconds[self._actions[0]])
+        info = {"design": design, "reward": sum(self._actions) + noise}
+        self.cache.add(design, info)
+        return self._observation(), float(info["reward"]), True, False, info
+
+
+gym.register(id="CostlyDesigns-v0", entry_point=CostlyDesignsEnv)

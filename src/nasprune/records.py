@@ -55,6 +55,7 @@ def episode_record(episode: Episode) -> Record:
         "actions": [int(a) for a in episode.actions],
         "seconds": episode.seconds,
         "worker": episode.worker,
+        "staleness": episode.staleness,
     }
 
 
