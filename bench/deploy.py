@@ -20,7 +20,7 @@ Every search, retraining and deployment is kept in `bench/results/deploy.json` (
 under a key of the settings), so a killed run continues where it stopped; `--report` writes the
 table of whatever is there without measuring.
 
-    OMP_NUM_THREADS=1 flock /work/heavy.lock python bench/deploy.py    # ≈ 45 min of one core
+    OMP_NUM_THREADS=1 flock /work/heavy.lock python bench/deploy.py    # ≈ 60 min of one free core
     python bench/deploy.py --report
 """
 
