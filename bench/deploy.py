@@ -43,8 +43,9 @@ import torch
 import yaml
 from torch import nn
 
-from nasprune.child import ChildTraining, Design, MNISTDataModule, evaluate_design
+from nasprune.child import ChildTraining, Design, LayerDesign, MNISTDataModule, SearchSpace, build_model, evaluate_design, prune_child
 from nasprune.child.metrics import count_params
+from nasprune.child.quantize import size_bits
 from nasprune.child.deploy import calibration_images, runtime_accuracy, runtime_latency_ms, runtime_name, session, write_float_and_int8
 from nasprune.config import instantiate
 from nasprune.export import held_out_accuracy
@@ -157,6 +158,47 @@ def fixed_design(args: argparse.Namespace) -> dict[str, Any]:
     return {"deploy": float_vs_int8(result.model, data, args), "params": count_params(result.model)}
 
 
+# Designs within the searches' window (500,000 size_bits ± 25%) of different structure, for `--structure`.
+STRUCTURES = {
+    "convolutions, 4/8/4 bits": Design((LayerDesign("conv3x3", 64, bits=4), LayerDesign("conv3x3", 64, 0, "stride", bits=8), LayerDesign("conv3x3", 64, bits=4))),
+    "convolutions, 8/4/8 bits": Design((LayerDesign("conv3x3", 32, bits=8), LayerDesign("conv3x3", 64, 0, "stride", bits=4), LayerDesign("conv3x3", 64, 0, "stride", bits=8))),
+    "convolutions, float": Design((LayerDesign("conv3x3", 32), LayerDesign("conv3x3", 32, 0.5, "stride"), LayerDesign("conv3x3", 32))),
+    "depthwise-separable, float": Design((LayerDesign("sepconv3x3", 64), LayerDesign("sepconv3x3", 64, 0, "stride"), LayerDesign("sepconv3x3", 64))),
+}
+
+
+def structure_table(args: argparse.Namespace) -> None:
+    """Float vs int8 file size and latency by a design's structure, at the searches' budget. The nets are
+    pruned but untrained (size and speed do not depend on the weights' values; accuracy is not shown)."""
+    space = SearchSpace.from_config(yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]["search_space"])
+    data = MNISTDataModule(root=args.root, train_subset=args.calibration, val_subset=1000)
+    data.prepare_data()
+    shape = tuple(data.input_shape)
+    rows = []
+    for name, found in STRUCTURES.items():
+        torch.manual_seed(0)
+        net = prune_child(build_model(found, shape[0], data.num_classes, space.stem_width), shape)
+        measured = float_vs_int8(net, data, args)
+        fl, q = measured["float"], measured["int8"]
+        rows.append(
+            f"| {name} | `{str(found).replace(' | ', ' → ')}` | {count_params(net):,} | {size_bits(net):,} | {fl['bytes']:,} → {q['bytes']:,} "
+            f"(**{fl['bytes'] / q['bytes']:.2f}×**) | {fl['batch_1']:.3f} → {q['batch_1']:.3f} ({fl['batch_1'] / q['batch_1']:.2f}×) | "
+            f"{fl['batch_64']:.2f} → {q['batch_64']:.2f} (**{fl['batch_64'] / q['batch_64']:.2f}×**) |"
+        )
+    lines = [
+        f"Float → static int8 by structure, designs within ±25% of 500,000 size_bits from `{args.config}`'s space, pruned but "
+        f"untrained; {runtime_name()} on {args.threads} thread(s), median over {args.rounds} alternating rounds of the median of "
+        f"{args.repeats} runs, on a shared 2-core machine (1-minute load average {os.getloadavg()[0]:.1f}). "
+        f"Command: `OMP_NUM_THREADS=1 python {shlex.join(sys.argv)}`",
+        "",
+        "| structure | design | params | size_bits | file size (bytes) | latency batch 1 (ms) | latency batch 64 (ms) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    publish("\n".join(lines), Path(args.out).with_name("deploy_structure.md"))
+
+
 def mean_std(values: list[float]) -> str:
     spread = f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
     return f"{100 * statistics.mean(values):.2f}{spread}"
@@ -180,8 +222,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads (1 on a shared machine)")
     parser.add_argument("--out", default="bench/results/deploy.md")
     parser.add_argument("--report", action="store_true", help="only the table of what the results file holds; measure nothing")
+    parser.add_argument("--structure", action="store_true", help="only float vs int8 size and speed by design structure (no training)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.structure:
+        structure_table(args)
+        return
 
     settings = {key: value for key, value in vars(args).items() if key not in ("out", "report", "seeds", "child_seeds")}
     settings["config"] = Path(args.config).read_text()
