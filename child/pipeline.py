@@ -32,7 +32,7 @@ from nasprune.child.prune import GRADIENT_IMPORTANCES, IMPORTANCES, prune_child
 from nasprune.child.quantize import add_fake_quant, bitops, remove_fake_quant, size_bits
 from nasprune.child.sparsity import AGPSparsity, apply_sparsity, make_permanent
 from nasprune.child.search_space import Design
-from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveFraction, PositiveInt, UnitRatio
+from nasprune.config import ClosedUnitInterval, ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, UnitRatio
 
 
 SPARSITY_SCHEDULES = ("oneshot", "agp")
@@ -66,7 +66,9 @@ class ChildTraining:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
-    limit_train_batches: PositiveInt | PositiveFraction = 1.0
+    # Plain `int | float`, checked below: jsonargparse 4.53 dumps a union of its restricted number
+    # types (PositiveInt | PositiveFraction) as an int, turning 0.5 into 0. None: every batch.
+    limit_train_batches: int | float | None = None
     importance: str = "l2"
     calibration_batches: PositiveInt = 4
     sparsity: UnitRatio = 0.0
@@ -93,6 +95,9 @@ class ChildTraining:
                 raise ConfigError(key, f"unknown {key} {getattr(self, key)!r}; allowed: {', '.join(allowed)}")
         if self.quantize == "int8":
             require_deploy("quantize")
+        batches = self.limit_train_batches
+        if batches is not None and not (batches > 0 and (isinstance(batches, int) or batches <= 1)):
+            raise ConfigError("limit_train_batches", f"must be a number of batches (an int > 0) or a fraction in (0, 1], got {batches!r}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | ChildTraining | None) -> ChildTraining:

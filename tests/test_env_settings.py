@@ -108,3 +108,10 @@ def test_the_env_id_is_the_last_one_the_command_line_sets(tmp_path: Path) -> Non
 def test_an_untyped_env_takes_any_mapping(capsys: pytest.CaptureFixture[str]) -> None:
     lines = printed_config(capsys, "configs/cartpole.yaml", "--data.env_kwargs.render_mode=rgb_array")
     assert "    render_mode: rgb_array" in lines and "    sutton_barto_reward: false" in lines
+
+
+def test_a_child_trains_on_every_batch_unless_told_otherwise(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fraction default of 1.0 would parse as the int 1 (one batch per epoch); the default is unset."""
+    assert "      limit_train_batches: null" in printed_config(capsys, "configs/mnist.yaml")
+    halved = printed_config(capsys, "configs/mnist.yaml", "--data.env_kwargs.training.limit_train_batches=0.5")
+    assert "      limit_train_batches: 0.5" in halved

@@ -489,6 +489,7 @@ def yaml_config(tmp_path: Path, repo: Path, name: str, edit: dict) -> Path:
         ("digits.yaml", {"data.env_kwargs.reward": {"class_path": "nasprune.child.LinearReward", "init_args": {"cost": "watts"}}}, "data.env_kwargs.reward.init_args.cost"),
         ("digits.yaml", {"data.env_kwargs.training.lr": "fast"}, "data.env_kwargs.training.lr"),
         ("digits.yaml", {"data.env_kwargs.training.limit_train_batches": 0}, "data.env_kwargs.training.limit_train_batches"),
+        ("digits.yaml", {"data.env_kwargs.training.limit_train_batches": 1.5}, "data.env_kwargs.training.limit_train_batches"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_its_key(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture, config: str, edit: dict, key: str) -> None:
