@@ -34,7 +34,7 @@ from nasprune.child.search_space import Decision, LayerDesign, SearchSpace
 from nasprune.config import ConfigError
 
 COSTS = ("params", "size_bits")
-MAX_DESIGNS = 1_000_000  # cost-distinct designs summed at most (about a second per 200,000)
+MAX_DESIGNS = 1_000_000  # cost-distinct designs summed at most (about 30,000 a second here: 9,261 for mnist_bits in 0.3 s)
 
 
 class BudgetMask:
