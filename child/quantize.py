@@ -15,7 +15,7 @@ are a simulated measure of size and compute for hardware that has such kernels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import cast
 
 import torch
@@ -45,11 +45,14 @@ def weight_bits(net: ChildNet) -> dict[nn.Conv2d | nn.Linear, int]:
         if isinstance(module, nn.Conv2d):
             bits[module] = EDGE_BITS if quantized else FLOAT_BITS
     for layer in cast(Iterable[ChildLayer], net.layers):  # a ModuleList is hinted to hold plain Modules
-        for module in layer.modules():
-            if isinstance(module, nn.Conv2d):
-                bits[module] = layer.design.bits or FLOAT_BITS
+        bits.update(layer_weight_bits(layer))
     bits[net.classifier] = EDGE_BITS if quantized else FLOAT_BITS
     return bits
+
+
+def layer_weight_bits(layer: ChildLayer) -> dict[nn.Conv2d | nn.Linear, int]:
+    """Bits of the weights of one layer's convolutions (its op and its skip projection)."""
+    return {module: layer.design.bits or FLOAT_BITS for module in layer.modules() if isinstance(module, nn.Conv2d)}
 
 
 def activation_bits(bits: int) -> int:
@@ -59,8 +62,13 @@ def activation_bits(bits: int) -> int:
 
 def size_bits(net: ChildNet) -> int:
     """Σ params × bits: conv and classifier weights at their bits, every other parameter (BN, biases) at 32."""
-    saved = sum(module.weight.numel() * (FLOAT_BITS - bits) for module, bits in weight_bits(net).items())
-    return count_params(net) * FLOAT_BITS - saved
+    return bits_of(net, weight_bits(net))
+
+
+def bits_of(module: nn.Module, bits: Mapping[nn.Conv2d | nn.Linear, int]) -> int:
+    """Σ params × bits of `module` (or a part of a net): the weights in `bits` at theirs, every other parameter at 32."""
+    saved = sum(weighted.weight.numel() * (FLOAT_BITS - b) for weighted, b in bits.items())
+    return count_params(module) * FLOAT_BITS - saved
 
 
 def bitops(net: ChildNet, input_shape: tuple[int, ...]) -> int:

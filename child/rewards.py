@@ -168,9 +168,14 @@ class TargetWindowReward(Reward):
     def metrics_needed(self) -> tuple[str, ...]:
         return ("accuracy", self.cost)
 
+    @property
+    def window(self) -> tuple[float, float]:
+        """The inclusive cost bounds within which accuracy alone counts (the NasPrune env's `mask_budget` keeps to them)."""
+        return self.target * (1.0 - self.tolerance), self.target * (1.0 + self.tolerance)
+
     def __call__(self, metrics: Mapping[str, float]) -> dict[str, float]:
         cost = metrics[self.cost]
-        low, high = self.target * (1.0 - self.tolerance), self.target * (1.0 + self.tolerance)
+        low, high = self.window
         outside = max(0.0, low - cost, cost - high) / self.target  # edges compared directly: inclusive, no rounding
         accuracy_term = self.alpha * metrics["accuracy"]
         return {

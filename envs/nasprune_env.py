@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from nasprune.child.budget import BudgetMask
 from nasprune.child.data import ChildDataModule, DigitsDataModule
 from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
@@ -18,7 +19,7 @@ from nasprune.child.metrics import count_flops, count_params, measure_latency, m
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, check_trainer_settings, evaluate_design
 from nasprune.child.quantize import bitops, size_bits
-from nasprune.child.rewards import LinearReward, Reward
+from nasprune.child.rewards import LinearReward, Reward, TargetWindowReward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
 from nasprune.decisions import DecisionCopies
@@ -43,6 +44,10 @@ class NasPruneEnv(DecisionCopies, gym.Env):
     this run is not trained again: the step returns the first evaluation's `info`, marked
     `cached: True`. Its decisions do not depend on evaluations, so it offers `decision_env()`
     (`nasprune.decisions`): parallel workers then evaluate an update's designs from a queue.
+
+    With `mask_budget` (and a `TargetWindowReward` on `params` or `size_bits`) the mask also removes
+    every choice after which no design of the space lands in the reward's window
+    (`nasprune.child.budget`), so each episode ends within the budget.
     """
 
     action_space: spaces.Discrete
@@ -57,6 +62,7 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         reward: Reward | None = None,
         failure_reward: float = -1.0,
         cache: bool = True,
+        mask_budget: bool = False,
     ) -> None:
         """The settings are typed for the CLI (`data.env_kwargs.*` merges and validates like any
         LightningCLI group); from `gymnasium.make` each may also be given as YAML data: a mapping of
@@ -77,6 +83,7 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         load_data(self.datamodule)
         self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
         self.failure_reward = check_failure_reward(failure_reward)
+        self.budget = budget_mask(self.space, self.datamodule, self.reward_fn) if mask_budget else None
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -125,6 +132,8 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         mask = np.zeros(self.action_space.n, dtype=np.int8)
         if step < len(self.space.decisions) and not self._over:
             valid = self.space.action_mask(step, self._actions, self.datamodule.input_shape[1:])
+            if self.budget is not None:
+                valid = [a and b for a, b in zip(valid, self.budget(step, self._actions))]
             mask[: len(valid)] = valid
         prev = self._actions[-1] if self._actions else self.action_space.n
         return {"step": step, "prev_action": prev, "action_mask": mask}
@@ -191,6 +200,12 @@ def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTrain
     if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
         raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
     return reward_fn
+
+
+def budget_mask(space: SearchSpace, datamodule: ChildDataModule, reward: Reward) -> BudgetMask:
+    if not isinstance(reward, TargetWindowReward):
+        raise ConfigError("mask_budget", f"needs a TargetWindowReward (its window is the budget), got {type(reward).__name__}")
+    return BudgetMask(space, datamodule.input_shape[0], datamodule.num_classes, reward.cost, *reward.window)
 
 
 def check_failure_reward(value: float) -> float:
