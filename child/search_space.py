@@ -177,6 +177,13 @@ class Design:
             sizes.append((downsampled_size(height, layer.downsample), downsampled_size(width, layer.downsample)))
         return sizes
 
+    def pruned(self) -> Design:
+        """The same network as structured pruning leaves it: each weighted layer at its pruned width, ratio 0.
+
+        Its FLOPs and parameters are those of the pruned child, counted without training or pruning
+        (what a FLOPs budget is checked against before an evaluation)."""
+        return Design(tuple(replace(layer, width=layer.pruned_width, prune_ratio=0.0) for layer in self.layers))
+
     def __str__(self) -> str:
         return " | ".join(str(layer) for layer in self.layers)
 
@@ -337,6 +344,49 @@ class SearchSpace:
                     return only_first
             return mask
         return [True] * len(decision.choices)
+
+    def _cheapest_choice(self, step: int, previous_actions: Sequence[int], input_size: tuple[int, int] | None) -> int:
+        """Among the valid choices of decision `step`, the one that leaves the fewest FLOPs.
+
+        Each rule holds whatever the other decisions are, so the completion it builds is the cheapest
+        one field by field: a weightless op (no convolution) before the weighted op with the cheapest
+        kernel at the narrowest pruned width, the narrowest width, the largest prune ratio, a strided
+        op (a halving that also cuts the op's own cost) before a pool after it, no skip."""
+        decision = self.decisions[step]
+        valid = [i for i, ok in enumerate(self.action_mask(step, previous_actions, input_size)) if ok]
+        narrowest = min(int(w * (1.0 - r)) for w in self.widths for r in self.prune_ratios)
+
+        def cost(choice: Any) -> float:
+            if decision.field == "op":
+                family, kernel = parse_op(choice)
+                if family not in WEIGHTED_FAMILIES:
+                    return 0.0
+                assert kernel is not None  # a weighted op has a kernel
+                return kernel * kernel + narrowest if family == "sepconv" else kernel * kernel * narrowest
+            if decision.field == "width":
+                return float(choice)
+            if decision.field == "prune_ratio":
+                return -float(choice)
+            if decision.field == "downsample":
+                return {"stride": 0.0, "maxpool": 1.0, "avgpool": 1.0}.get(choice, 2.0)
+            if decision.field == "skip":
+                return 0.0 if choice is None else 1.0
+            return 0.0  # bits and skip mode leave the FLOPs as they are
+
+        return min(valid, key=lambda i: cost(decision.choices[i]))
+
+    def cheapest_completion(self, actions: Sequence[int], input_size: tuple[int, int] | None = None) -> Design:
+        """The design that `actions` (the first decisions) complete with the cheapest valid choice
+        at every later decision (see `_cheapest_choice`), what a FLOPs budget is checked against.
+
+        The completion of `actions + [its own next choice]` is the same design, so a choice whose
+        cheapest completion fits a budget always leaves a next choice that fits it too. The rules
+        are per field: a weightless op that keeps more channels than a narrow conv would leave can
+        make another completion cheaper still, so a budget may rarely mask a choice that would fit."""
+        completed = list(actions)
+        for step in range(len(completed), len(self.decisions)):
+            completed.append(self._cheapest_choice(step, completed, input_size))
+        return self.design_from_actions(completed)
 
     def valid_choices(self, step: int, previous_actions: Sequence[int]) -> int:
         """How many choices of decision `step` are valid (see `action_mask`)."""

@@ -20,7 +20,7 @@ from nasprune.child.pipeline import ChildTraining, check_trainer_settings, evalu
 from nasprune.child.quantize import bitops, size_bits
 from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
-from nasprune.config import ConfigError, instantiate
+from nasprune.config import ConfigError, PositiveFloat, instantiate
 from nasprune.envs.cache import EvaluationCache, timed_lookup
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,12 @@ class NasPruneEnv(gym.Env):
     one choice where a value cannot matter; no downsampling of a 1×1 map, no strided identity). The last
     step builds, trains, prunes, fine-tunes and scores the child; its reward and every metric go
     into `info`. Rewards before the last step are 0.
+
+    With `flops_budget` (FLOPs of the pruned child, as `info["flops"]` counts them) the search is
+    budget-aware, as MnasNet's and APQ's hard constraints: the mask also drops every choice after
+    which even the cheapest completion (`SearchSpace.cheapest_completion`, its FLOPs counted on the
+    pruned design without training) is over the budget, so no evaluation is spent on a child that
+    cannot be delivered. A budget that not even the cheapest design meets is refused at once.
 
     An action outside the mask ends the episode with `failure_reward`, as does a child that
     fails (`info` gets `error_kind` and `error`; see `nasprune.child.failures`): a failing
@@ -55,6 +61,7 @@ class NasPruneEnv(gym.Env):
         reward: Reward | None = None,
         failure_reward: float = -1.0,
         cache: bool = True,
+        flops_budget: PositiveFloat | None = None,
     ) -> None:
         """The settings are typed for the CLI (`data.env_kwargs.*` merges and validates like any
         LightningCLI group); from `gymnasium.make` each may also be given as YAML data: a mapping of
@@ -77,6 +84,12 @@ class NasPruneEnv(gym.Env):
         self.failure_reward = check_failure_reward(failure_reward)
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
+        self.flops_budget = None if flops_budget is None else float(flops_budget)
+        self._pruned_flops: dict[str, int] = {}
+        if self.flops_budget is not None:
+            fewest = self.pruned_flops(self.space.cheapest_completion([], self.datamodule.input_shape[1:]))
+            if fewest > self.flops_budget:
+                raise ConfigError("flops_budget", f"{self.flops_budget:g} is out of reach: the cheapest design in the space has {fewest} FLOPs")
 
         n_steps = len(self.space.decisions)
         n_actions = self.space.max_choices
@@ -118,11 +131,25 @@ class NasPruneEnv(gym.Env):
                 reference["latency_ms"] = measure_latency(costliest, shape, self.training.latency_batch_size, t.latency_warmup, t.latency_repeats)
         return reference
 
+    def pruned_flops(self, design: Design) -> int:
+        """FLOPs of `design` once pruned (`Design.pruned`), counted on a freshly built network, cached."""
+        key = design.to_json()
+        if key not in self._pruned_flops:
+            shape = self.datamodule.input_shape
+            self._pruned_flops[key] = count_flops(build_model(design.pruned(), shape[0], self.datamodule.num_classes, self.space.stem_width), shape)
+        return self._pruned_flops[key]
+
+    def _fits_budget(self, actions: list[int]) -> bool:
+        assert self.flops_budget is not None  # only asked with a budget
+        return self.pruned_flops(self.space.cheapest_completion(actions, self.datamodule.input_shape[1:])) <= self.flops_budget
+
     def _observation(self) -> dict[str, Any]:
         step = len(self._actions)
         mask = np.zeros(self.action_space.n, dtype=np.int8)
         if step < len(self.space.decisions) and not self._over:
             valid = self.space.action_mask(step, self._actions, self.datamodule.input_shape[1:])
+            if self.flops_budget is not None:
+                valid = [ok and self._fits_budget([*self._actions, i]) for i, ok in enumerate(valid)]
             mask[: len(valid)] = valid
         prev = self._actions[-1] if self._actions else self.action_space.n
         return {"step": step, "prev_action": prev, "action_mask": mask}
