@@ -147,7 +147,7 @@ class Records:
             kept = json.loads(path.read_text())
             if kept.get("key") == key:
                 return kept
-        value = {"key": key, **make(), "load": os.getloadavg()[0]}
+        value = {**make(), "key": key, "load": os.getloadavg()[0]}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")
         partial.write_text(json.dumps(value, indent=1))
