@@ -99,6 +99,7 @@ class Settings:
         "prune_ratios": [0.0, 0.25, 0.5, 0.75],
         "stem_width": 4,
         "downsample": ["none", "stride", "maxpool"],
+        "head_grid": 4,
     })
     search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
     evaluations: int = 60
@@ -120,7 +121,7 @@ class Settings:
 SCALES = {
     "full": Settings(),
     "tiny": Settings(
-        budgets=(100_000, 400_000), train_subset=256, val_subset=128, evaluations=2, episodes_per_update=2, search_seeds=(0,),
+        budgets=(100_000,), train_subset=256, val_subset=128, evaluations=2, episodes_per_update=2, search_seeds=(0,),
         search_training={"epochs": 1, "finetune_epochs": 0}, final={"epochs": 1, "finetune_epochs": 1}, child_seeds=(0,),
     ),
 }
@@ -318,12 +319,13 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     lenet = [fetch(f"final/torch_pruning_{budget:g}_{c}", lambda c=c: retrain_lenet(s, budget, c, work), budget, c) for c in s.child_seeds]
     done = [r for r in lenet if r is not None]
-    if done:
+    if done:  # LeNet-5 pruned one way or the other
         # a variant that cannot reach the budget (global ranking may keep a costly conv whole) delivers nothing
         variants = [v for v in ("uniform", "global") if all(v in r and r[v]["flops"] <= budget for r in done)]
-        best = max(variants, key=lambda v: statistics.fmean(r[v]["val_acc"] for r in done))  # chosen on validation, never test
-        runs["torch_pruning"] = [{**r[best], "variant": best, "child_seed": c, "search_seconds": r["solve_seconds"], "child_epochs": 0}
-                                 for c, r in zip(s.child_seeds, lenet) if r is not None]
+        if variants:
+            best = max(variants, key=lambda v: statistics.fmean(r[v]["val_acc"] for r in done))  # chosen on validation, never test
+            runs["torch_pruning"] = [{**r[best], "variant": best, "child_seed": c, "search_seconds": r["solve_seconds"], "child_epochs": 0}
+                                     for c, r in zip(s.child_seeds, lenet) if r is not None]
     for seed in s.search_seeds:
         searches = {m: fetch(f"search/{m}_{budget:g}_{seed}", lambda m=m: run_search(s, m, budget, seed, work), m, budget, seed) for m in SEARCHED}
         looser = budget * LOOSER

@@ -139,22 +139,34 @@ class LayerDesign:
 
 @dataclass(frozen=True)
 class Design:
-    """An immutable, hashable, JSON-serialisable and canonical child network design."""
+    """An immutable, hashable, JSON-serialisable and canonical child network design.
+
+    `head_grid` is the classifier's view of the last feature map: average-pooled to a
+    `head_grid`×`head_grid` grid and flattened (1: global average pooling; 4: a LeNet-style head
+    that keeps where a stroke is, what small networks need most).
+    """
 
     layers: tuple[LayerDesign, ...]
+    head_grid: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        if not isinstance(self.head_grid, int) or self.head_grid < 1:
+            raise ValueError(f"head_grid must be a positive integer, got {self.head_grid!r}")
         for index, layer in enumerate(self.layers):
             if layer.skip is not None and not 0 <= layer.skip <= index:
                 raise ValueError(f"layer {index}: skip from h{layer.skip}, but only h0..h{index} exist before it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [layer.to_dict() for layer in self.layers]}
+        """A global-pooling head (the default) is left out, so designs without the head keep their JSON."""
+        data: dict[str, Any] = {"layers": [layer.to_dict() for layer in self.layers]}
+        if self.head_grid != 1:
+            data["head_grid"] = self.head_grid
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Design:
-        return cls(tuple(LayerDesign(**layer) for layer in data["layers"]))
+        return cls(tuple(LayerDesign(**layer) for layer in data["layers"]), data.get("head_grid", 1))
 
     def to_json(self) -> str:
         """Canonical JSON: equal designs give byte-identical strings (a cache/history key)."""
@@ -182,10 +194,11 @@ class Design:
 
         Its FLOPs and parameters are those of the pruned child, counted without training or pruning
         (what a FLOPs budget is checked against before an evaluation)."""
-        return Design(tuple(replace(layer, width=layer.pruned_width, prune_ratio=0.0) for layer in self.layers))
+        return replace(self, layers=tuple(replace(layer, width=layer.pruned_width, prune_ratio=0.0) for layer in self.layers))
 
     def __str__(self) -> str:
-        return " | ".join(str(layer) for layer in self.layers)
+        text = " | ".join(str(layer) for layer in self.layers)
+        return text if self.head_grid == 1 else f"{text} | head{self.head_grid}x{self.head_grid}"
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,9 @@ class SearchSpace:
     With a fixed `architecture` (a list of layers: op, width, downsample, skip, skip_mode) only the
     prune ratio (and, with `bits`, the bit-width) of each weighted layer is searched, as in AMC;
     `num_layers`, `ops`, `widths`, `downsample` and `skips` are then taken from it.
+
+    `head_grid` is every design's classifier head (`Design.head_grid`): 1 pools the last map
+    globally, k > 1 pools it to k×k and flattens it, as LeNet-style networks do.
     """
 
     num_layers: PositiveInt = 3
@@ -220,6 +236,7 @@ class SearchSpace:
     skips: bool = False
     skip_modes: tuple[SkipMode, ...] = SKIP_MODES
     architecture: tuple[LayerDesign, ...] | None = None
+    head_grid: PositiveInt = 1
     decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -399,8 +416,8 @@ class SearchSpace:
             chosen: dict[int, dict[str, Any]] = {}  # weighted layers only: not one entry per layer
             for decision, action in zip(self.decisions, actions):
                 chosen.setdefault(decision.layer, {})[decision.field] = decision.choices[action]
-            return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)))
-        return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)))
+            return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)), self.head_grid)
+        return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)), self.head_grid)
 
     def largest_designs(self) -> list[Design]:
         """Candidates for the cost ceiling: per weighted op, every layer at the widest width, unpruned,
@@ -408,7 +425,7 @@ class SearchSpace:
         layer's own input; for a fixed architecture, itself unpruned at the largest bit-width."""
         bits = max(self.bits, default=None)
         if self.architecture is not None:
-            return [Design(tuple(replace(layer, prune_ratio=0.0, bits=bits) for layer in self.architecture))]
+            return [Design(tuple(replace(layer, prune_ratio=0.0, bits=bits) for layer in self.architecture), self.head_grid)]
         width = max(self.widths)
         skip_variants: list[tuple[int | None, str]] = [(None, "add")]
         if self.skips:
@@ -419,6 +436,9 @@ class SearchSpace:
                 continue
             for skip, mode in skip_variants:
                 designs.append(
-                    Design(tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode, bits=bits) for i in range(self.num_layers)))
+                    Design(
+                        tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode, bits=bits) for i in range(self.num_layers)),
+                        self.head_grid,
+                    )
                 )
         return designs
