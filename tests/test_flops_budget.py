@@ -77,3 +77,29 @@ def test_the_cheapest_completion_extends_itself() -> None:
         completion = space.cheapest_completion(prefix, (28, 28))
         assert completion == space.cheapest_completion(prefix + [space._cheapest_choice(cut, prefix, (28, 28))], (28, 28))
         assert all(layer.skip is None for layer in completion.layers[space.decisions[cut].layer + 1 :])
+
+
+def test_a_grid_head_flattens_the_pooled_map_and_prunes_with_it() -> None:
+    """head_grid 2 on digits: the classifier reads 2×2 cells of every channel; pruning the last conv
+    removes its channels' four inputs each, and the pruned FLOPs are what `Design.pruned` predicts."""
+    import torch
+
+    from nasprune.child import LayerDesign, build_model, count_flops, prune_child
+
+    design = Design((LayerDesign("conv3x3", 8, 0.5),), head_grid=2)
+    assert Design.from_json(design.to_json()) == design and str(design) == "conv3x3:8@0.5 | head2x2"
+    net = build_model(design, 1, 10, stem_width=8)
+    assert net.classifier.in_features == 8 * 4
+    conv = 2 * 64 * 8 * 8 * 9
+    assert count_flops(net, (1, 8, 8)) == STEM + conv + 2 * 32 * 10
+    prune_child(net, (1, 8, 8))
+    assert net.classifier.in_features == 4 * 4
+    assert net(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    pruned = build_model(design.pruned(), 1, 10, stem_width=8)
+    assert count_flops(net, (1, 8, 8)) == count_flops(pruned, (1, 8, 8)) == STEM + conv // 2 + 2 * 16 * 10
+
+
+def test_the_space_gives_every_design_its_head() -> None:
+    space = SearchSpace(num_layers=1, ops=("conv3x3",), widths=(8,), prune_ratios=(0.0,), head_grid=4)
+    assert space.design_from_actions([0, 0, 0]).head_grid == 4
+    assert Design.from_dict({"layers": [{"op": "identity"}]}).head_grid == 1  # designs recorded before the head keep theirs
