@@ -66,7 +66,7 @@ class ChildTraining:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
-    limit_train_batches: PositiveInt | PositiveFraction = 1.0
+    limit_train_batches: PositiveInt | PositiveFraction | None = None  # None: every batch (a default 1.0 would parse as the int 1: one batch)
     importance: str = "l2"
     calibration_batches: PositiveInt = 4
     sparsity: UnitRatio = 0.0
