@@ -51,8 +51,7 @@ import yaml
 from torch import nn
 
 from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
-from nasprune.child import ChildTraining, Design, MNISTDataModule, evaluate_design
-from nasprune.child.metrics import count_flops
+from nasprune.child import ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.child.prune_model import prune_and_score
 from nasprune.envs.prune_model_env import PruneModelEnv
@@ -142,13 +141,11 @@ class Records:
         self.root, self.settings = root, settings
 
     def get(self, name: str, make: Callable[[], dict[str, Any]], *key_parts: Any) -> dict[str, Any]:
+        kept = self.existing(name, *key_parts)
+        if kept is not None:
+            return kept
+        value = {**make(), "key": self.settings.key(name, *key_parts), "load": os.getloadavg()[0]}
         path = self.root / f"{name}.json"
-        key = self.settings.key(name, *key_parts)
-        if path.is_file():
-            kept = json.loads(path.read_text())
-            if kept.get("key") == key:
-                return kept
-        value = {**make(), "key": key, "load": os.getloadavg()[0]}
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")
         partial.write_text(json.dumps(value, indent=1))
@@ -306,9 +303,6 @@ def retrain_lenet(s: Settings, budget: float, seed: int, work: Path) -> dict[str
 
 # --- one budget, from the records --------------------------------------------------------------
 
-Fetch = Callable[..., "dict[str, Any] | None"]
-
-
 def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: bool) -> dict[str, list[dict[str, Any]]]:
     """Per method, its final runs at `budget` (one per search seed × child seed): made where missing
     when `make`, else only those already recorded."""
@@ -350,7 +344,7 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
 
 def flops_env(s: Settings) -> NasPruneEnv:
     """A NasPrune env on the search space, for its pruned-FLOPs count (nothing is trained)."""
-    return NasPruneEnv(search_space=s.search_space, datamodule=datamodule(s), training=s.search_training)
+    return NasPruneEnv(search_space=SearchSpace(**s.search_space), datamodule=datamodule(s), training=ChildTraining(**s.search_training))
 
 
 def summary_rows(s: Settings, per_budget: dict[float, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
