@@ -51,7 +51,7 @@ import yaml
 from torch import nn
 
 from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
-from nasprune.child import ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
+from nasprune.child import ChildDataModule, ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
 from nasprune.envs.nasprune_env import NasPruneEnv
 from nasprune.child.prune_model import prune_and_score
 from nasprune.envs.prune_model_env import PruneModelEnv
@@ -60,7 +60,6 @@ from prune_your_model import global_ratio, mean_std, uniform_ratio
 from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 METHODS = ("torch_pruning", "arch_only", "arch_then_prune", "random", "nasprune")
-SEARCHED = ("arch_only", "random", "nasprune")
 STRATEGIES = {"arch_only": "nasprune.controller.Reinforce", "random": "nasprune.controller.RandomSearch", "nasprune": "nasprune.controller.Reinforce"}
 LOOSER = 4  # arch_then_prune starts from the arch_only pick at this many times the budget
 
@@ -250,7 +249,7 @@ def prune_looser_pick(search: dict[str, Any], budget: float, env: NasPruneEnv) -
 # --- the final trainings (the only place the test split is read) -----------------------------
 
 
-def test_accuracy(net: nn.Module, data: MNISTDataModule) -> float:
+def test_accuracy(net: nn.Module, data: ChildDataModule) -> float:
     """The final score: accuracy on MNIST's official test split."""
     return held_out_accuracy(net, data, data.num_classes)
 
@@ -320,17 +319,19 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
             best = max(variants, key=lambda v: statistics.fmean(r[v]["val_acc"] for r in done))  # chosen on validation, never test
             runs["torch_pruning"] = [{**r[best], "variant": best, "child_seed": c, "search_seconds": r["solve_seconds"], "child_epochs": 0}
                                      for c, r in zip(s.child_seeds, lenet) if r is not None]
-    for seed in s.search_seeds:
-        searches = {m: fetch(f"search/{m}_{budget:g}_{seed}", lambda m=m: run_search(s, m, budget, seed, work), m, budget, seed) for m in SEARCHED}
+    def delivered(method: str, seed: int) -> dict[str, Any] | None:
+        """The search (or, for the sequential pipeline, the plan) whose pick `method` delivers."""
+        if method != "arch_then_prune":
+            return fetch(f"search/{method}_{budget:g}_{seed}", lambda: run_search(s, method, budget, seed, work), method, budget, seed)
         looser = budget * LOOSER
         start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), "arch_only", looser, seed)
-        if start is not None:
-            searches["arch_then_prune"] = fetch(
-                f"plan/arch_then_prune_{budget:g}_{seed}",
-                lambda: prune_looser_pick(start, budget, flops_env(s)),
-                start["pick"]["design"], budget,
-            )
-        for method, search in searches.items():
+        if start is None:
+            return None
+        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_env(s)), start["pick"]["design"], budget)
+
+    for seed in s.search_seeds:
+        for method in ("nasprune", "random", "arch_only", "arch_then_prune"):  # each search's final trainings right after it
+            search = delivered(method, seed)
             if search is None or search["pick"] is None:
                 continue
             design = Design.from_dict(search["pick"]["design"])
