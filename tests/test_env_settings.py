@@ -110,3 +110,11 @@ def test_the_env_id_is_the_last_one_the_command_line_sets(tmp_path: Path) -> Non
 def test_an_untyped_env_takes_any_mapping(capsys: pytest.CaptureFixture[str]) -> None:
     lines = printed_config(capsys, "configs/cartpole.yaml", "--data.env_kwargs.render_mode=rgb_array")
     assert "    render_mode: rgb_array" in lines and "    sutton_barto_reward: false" in lines
+
+
+@pytest.mark.parametrize(("override", "expected"), [((), "null"), (("--data.env_kwargs.training.limit_train_batches=3",), "3")])
+def test_children_train_on_every_batch_unless_limited(capsys: pytest.CaptureFixture[str], override: tuple[str, ...], expected: str) -> None:
+    """The CLI's parse of the child training's batch limit: by default none (a default written as
+    1.0 would parse as the int 1, which Lightning reads as one batch per epoch)."""
+    lines = printed_config(capsys, "configs/digits.yaml", *override)
+    assert f"      limit_train_batches: {expected}" in lines
