@@ -14,6 +14,14 @@ once, on the meta device (no memory, no initialisation), and costed by the funct
 trained child; a design's cost is the sum of its parts'. A pruned child has the cost of the same
 design built at its pruned widths (torch-pruning removes a layer's output channels and the next
 layer's matching inputs; a test holds the two equal).
+
+FLOPs do depend on the feature-map sizes, so a FLOPs budget is masked by `FlopsCeiling` instead: a
+choice stays while the cheapest design that completes it (`SearchSpace.cheapest_completion`,
+counted pruned on a freshly built net) is within the ceiling, as MnasNet's and APQ's hard
+constraints do. Only the upper edge is masked; a FLOPs window's lower edge is left to the reward.
+
+`budget_mask` picks the mask from the reward: a `TargetWindowReward`'s window, or a
+`HardBudgetReward`'s `[0, budget]`.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasprune.child.metrics import count_params
-from nasprune.child.model import ChildLayer, conv_bn_relu
+from nasprune.child.metrics import count_flops, count_params
+from nasprune.child.model import ChildLayer, build_model, conv_bn_relu
 from nasprune.child.quantize import EDGE_BITS, FLOAT_BITS, bits_of, layer_weight_bits
-from nasprune.child.search_space import Decision, LayerDesign, SearchSpace
+from nasprune.child.rewards import HardBudgetReward, Reward, TargetWindowReward
+from nasprune.child.search_space import Decision, Design, LayerDesign, SearchSpace
 from nasprune.config import ConfigError
 
-COSTS = ("params", "size_bits")
+COSTS = ("flops", "params", "size_bits")  # what `budget_mask` masks; `BudgetMask` the last two
 MAX_DESIGNS = 1_000_000  # cost-distinct designs summed at most (about 30,000 a second here: 9,261 for mnist_bits in 0.3 s)
 
 
@@ -41,8 +50,8 @@ class BudgetMask:
     """Which choices of a decision still allow a design with `low ≤ cost ≤ high` (see the module doc)."""
 
     def __init__(self, space: SearchSpace, in_channels: int, num_classes: int, cost: str, low: float, high: float) -> None:
-        if cost not in COSTS:
-            raise ConfigError("mask_budget", f"masks a window of {' or '.join(COSTS)}; the reward's cost is {cost}")
+        if cost not in COSTS[1:]:
+            raise ConfigError("mask_budget", f"masks a window of {' or '.join(COSTS[1:])} exactly; the reward's cost is {cost}")
         if space.skips:
             raise ConfigError("mask_budget", "needs a search space without skips (a skip's cost depends on the layer it comes from)")
         self.space = space
@@ -115,3 +124,42 @@ class BudgetMask:
             any(earlier + (form,) in self.prefixes for form in self._signatures(decision.layer, {**done[decision.layer], decision.field: choice}, later))
             for choice in decision.choices
         ]
+
+
+class FlopsCeiling:
+    """Which choices of a decision leave a design of at most `high` FLOPs once pruned (see the module doc)."""
+
+    def __init__(self, space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int, high: float) -> None:
+        self.space, self.input_shape, self.num_classes, self.high = space, input_shape, num_classes, float(high)
+        self._flops: dict[str, int] = {}
+        fewest = self.pruned_flops(space.cheapest_completion([], input_shape[1:]))
+        if fewest > self.high:
+            raise ConfigError("mask_budget", f"a FLOPs budget of {self.high:,.0f} is out of reach: the cheapest design of the search space has {fewest:,}")
+
+    def pruned_flops(self, design: Design) -> int:
+        """FLOPs of `design` once pruned (`Design.pruned`), counted on a freshly built network, cached."""
+        key = design.to_json()
+        if key not in self._flops:
+            net = build_model(design.pruned(), self.input_shape[0], self.num_classes, self.space.stem_width)
+            self._flops[key] = count_flops(net, self.input_shape)
+        return self._flops[key]
+
+    def __call__(self, step: int, previous_actions: Sequence[int]) -> list[bool]:
+        valid = self.space.action_mask(step, previous_actions, self.input_shape[1:])
+        return [
+            ok and self.pruned_flops(self.space.cheapest_completion([*previous_actions, choice], self.input_shape[1:])) <= self.high
+            for choice, ok in enumerate(valid)
+        ]
+
+
+def budget_mask(space: SearchSpace, input_shape: tuple[int, int, int], num_classes: int, reward: Reward) -> BudgetMask | FlopsCeiling:
+    """The mask of the budget `reward` sets: a `TargetWindowReward`'s window or a `HardBudgetReward`'s ceiling."""
+    if isinstance(reward, TargetWindowReward):
+        cost, (low, high) = reward.cost, reward.window
+    elif isinstance(reward, HardBudgetReward):
+        cost, low, high = reward.cost, 0.0, reward.budget
+    else:
+        raise ConfigError("mask_budget", f"needs a TargetWindowReward or HardBudgetReward (its budget is masked), got {type(reward).__name__}")
+    if cost == "flops":
+        return FlopsCeiling(space, input_shape, num_classes, high)
+    return BudgetMask(space, input_shape[0], num_classes, cost, low, high)

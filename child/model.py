@@ -102,7 +102,8 @@ class ChildLayer(nn.Module):
 
 
 class ChildNet(nn.Module):
-    """stem conv → the design's layers (with their skips) → global average pool → linear classifier."""
+    """stem conv → the design's layers (with their skips) → average pool to the design's `head_grid`
+    (1: global) → flatten → linear classifier."""
 
     def __init__(self, design: Design, in_channels: int, num_classes: int, stem_width: int) -> None:
         super().__init__()
@@ -122,14 +123,17 @@ class ChildNet(nn.Module):
             layers.append(child_layer)
             channels.append(child_layer.out_channels)
         self.layers = nn.ModuleList(layers)
-        self.classifier = nn.Linear(channels[-1], num_classes)
+        self.head = nn.AdaptiveAvgPool2d(design.head_grid) if design.head_grid > 1 else None
+        self.classifier = nn.Linear(channels[-1] * design.head_grid**2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.stem(x)]
         for layer in cast(Iterable[ChildLayer], self.layers):  # a ModuleList is hinted to hold plain Modules
             skip = features[layer.design.skip] if layer.design.skip is not None else None
             features.append(layer(features[-1], skip))
-        return self.classifier(features[-1].mean(dim=(2, 3)))
+        if self.head is None:
+            return self.classifier(features[-1].mean(dim=(2, 3)))
+        return self.classifier(self.head(features[-1]).flatten(1))
 
     def output_convs(self) -> list[nn.Conv2d | None]:
         """Per layer, the convolution whose output channels the layer's prune ratio removes."""

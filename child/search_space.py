@@ -139,22 +139,34 @@ class LayerDesign:
 
 @dataclass(frozen=True)
 class Design:
-    """An immutable, hashable, JSON-serialisable and canonical child network design."""
+    """An immutable, hashable, JSON-serialisable and canonical child network design.
+
+    `head_grid` is the classifier's view of the last feature map: average-pooled to a
+    `head_grid`×`head_grid` grid and flattened (1: global average pooling; 4: a LeNet-style head
+    that keeps where a stroke is, what small networks need most).
+    """
 
     layers: tuple[LayerDesign, ...]
+    head_grid: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        if not isinstance(self.head_grid, int) or self.head_grid < 1:
+            raise ValueError(f"head_grid must be a positive integer, got {self.head_grid!r}")
         for index, layer in enumerate(self.layers):
             if layer.skip is not None and not 0 <= layer.skip <= index:
                 raise ValueError(f"layer {index}: skip from h{layer.skip}, but only h0..h{index} exist before it")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [layer.to_dict() for layer in self.layers]}
+        """A global-pooling head (the default) is left out, so designs without the head keep their JSON."""
+        data: dict[str, Any] = {"layers": [layer.to_dict() for layer in self.layers]}
+        if self.head_grid != 1:
+            data["head_grid"] = self.head_grid
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Design:
-        return cls(tuple(LayerDesign(**layer) for layer in data["layers"]))
+        return cls(tuple(LayerDesign(**layer) for layer in data["layers"]), data.get("head_grid", 1))
 
     def to_json(self) -> str:
         """Canonical JSON: equal designs give byte-identical strings (a cache/history key)."""
@@ -177,8 +189,16 @@ class Design:
             sizes.append((downsampled_size(height, layer.downsample), downsampled_size(width, layer.downsample)))
         return sizes
 
+    def pruned(self) -> Design:
+        """The same network as structured pruning leaves it: each weighted layer at its pruned width, ratio 0.
+
+        Its FLOPs and parameters are those of the pruned child, counted without training or pruning
+        (what a FLOPs budget is checked against before an evaluation)."""
+        return replace(self, layers=tuple(replace(layer, width=layer.pruned_width, prune_ratio=0.0) for layer in self.layers))
+
     def __str__(self) -> str:
-        return " | ".join(str(layer) for layer in self.layers)
+        text = " | ".join(str(layer) for layer in self.layers)
+        return text if self.head_grid == 1 else f"{text} | head{self.head_grid}x{self.head_grid}"
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,9 @@ class SearchSpace:
     With a fixed `architecture` (a list of layers: op, width, downsample, skip, skip_mode) only the
     prune ratio (and, with `bits`, the bit-width) of each weighted layer is searched, as in AMC;
     `num_layers`, `ops`, `widths`, `downsample` and `skips` are then taken from it.
+
+    `head_grid` is every design's classifier head (`Design.head_grid`): 1 pools the last map
+    globally, k > 1 pools it to k×k and flattens it, as LeNet-style networks do.
     """
 
     num_layers: PositiveInt = 3
@@ -213,6 +236,7 @@ class SearchSpace:
     skips: bool = False
     skip_modes: tuple[SkipMode, ...] = SKIP_MODES
     architecture: tuple[LayerDesign, ...] | None = None
+    head_grid: PositiveInt = 1
     decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -338,6 +362,49 @@ class SearchSpace:
             return mask
         return [True] * len(decision.choices)
 
+    def _cheapest_choice(self, step: int, previous_actions: Sequence[int], input_size: tuple[int, int] | None) -> int:
+        """Among the valid choices of decision `step`, the one that leaves the fewest FLOPs.
+
+        Each rule holds whatever the other decisions are, so the completion it builds is the cheapest
+        one field by field: a weightless op (no convolution) before the weighted op with the cheapest
+        kernel at the narrowest pruned width, the narrowest width, the largest prune ratio, a strided
+        op (a halving that also cuts the op's own cost) before a pool after it, no skip."""
+        decision = self.decisions[step]
+        valid = [i for i, ok in enumerate(self.action_mask(step, previous_actions, input_size)) if ok]
+        narrowest = min(int(w * (1.0 - r)) for w in self.widths for r in self.prune_ratios)
+
+        def cost(choice: Any) -> float:
+            if decision.field == "op":
+                family, kernel = parse_op(choice)
+                if family not in WEIGHTED_FAMILIES:
+                    return 0.0
+                assert kernel is not None  # a weighted op has a kernel
+                return kernel * kernel + narrowest if family == "sepconv" else kernel * kernel * narrowest
+            if decision.field == "width":
+                return float(choice)
+            if decision.field == "prune_ratio":
+                return -float(choice)
+            if decision.field == "downsample":
+                return {"stride": 0.0, "maxpool": 1.0, "avgpool": 1.0}.get(choice, 2.0)
+            if decision.field == "skip":
+                return 0.0 if choice is None else 1.0
+            return 0.0  # bits and skip mode leave the FLOPs as they are
+
+        return min(valid, key=lambda i: cost(decision.choices[i]))
+
+    def cheapest_completion(self, actions: Sequence[int], input_size: tuple[int, int] | None = None) -> Design:
+        """The design that `actions` (the first decisions) complete with the cheapest valid choice
+        at every later decision (see `_cheapest_choice`), what a FLOPs budget is checked against.
+
+        The completion of `actions + [its own next choice]` is the same design, so a choice whose
+        cheapest completion fits a budget always leaves a next choice that fits it too. The rules
+        are per field: a weightless op that keeps more channels than a narrow conv would leave can
+        make another completion cheaper still, so a budget may rarely mask a choice that would fit."""
+        completed = list(actions)
+        for step in range(len(completed), len(self.decisions)):
+            completed.append(self._cheapest_choice(step, completed, input_size))
+        return self.design_from_actions(completed)
+
     def design_from_actions(self, actions: Sequence[int]) -> Design:
         if len(actions) != len(self.decisions):
             raise ValueError(f"expected {len(self.decisions)} actions, got {len(actions)}")
@@ -345,8 +412,8 @@ class SearchSpace:
             chosen: dict[int, dict[str, Any]] = {}  # weighted layers only: not one entry per layer
             for decision, action in zip(self.decisions, actions):
                 chosen.setdefault(decision.layer, {})[decision.field] = decision.choices[action]
-            return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)))
-        return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)))
+            return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)), self.head_grid)
+        return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)), self.head_grid)
 
     def largest_designs(self) -> list[Design]:
         """Candidates for the cost ceiling: per weighted op, every layer at the widest width, unpruned,
@@ -354,7 +421,7 @@ class SearchSpace:
         layer's own input; for a fixed architecture, itself unpruned at the largest bit-width."""
         bits = max(self.bits, default=None)
         if self.architecture is not None:
-            return [Design(tuple(replace(layer, prune_ratio=0.0, bits=bits) for layer in self.architecture))]
+            return [Design(tuple(replace(layer, prune_ratio=0.0, bits=bits) for layer in self.architecture), self.head_grid)]
         width = max(self.widths)
         skip_variants: list[tuple[int | None, str]] = [(None, "add")]
         if self.skips:
@@ -365,6 +432,9 @@ class SearchSpace:
                 continue
             for skip, mode in skip_variants:
                 designs.append(
-                    Design(tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode, bits=bits) for i in range(self.num_layers)))
+                    Design(
+                        tuple(LayerDesign(op, width, skip=None if skip is None else i, skip_mode=mode, bits=bits) for i in range(self.num_layers)),
+                        self.head_grid,
+                    )
                 )
         return designs

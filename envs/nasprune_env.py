@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from nasprune.child.budget import BudgetMask
+from nasprune.child.budget import budget_mask
 from nasprune.child.data import ChildDataModule, DigitsDataModule
 from nasprune.child.deploy import score_int8
 from nasprune.child.failures import FailureLog, InvalidDesignError, check_fits_input, classify
@@ -19,7 +19,7 @@ from nasprune.child.metrics import count_flops, count_params, measure_latency, m
 from nasprune.child.model import build_model
 from nasprune.child.pipeline import ChildTraining, check_trainer_settings, evaluate_design
 from nasprune.child.quantize import bitops, size_bits
-from nasprune.child.rewards import LinearReward, Reward, TargetWindowReward
+from nasprune.child.rewards import LinearReward, Reward
 from nasprune.child.search_space import Design, SearchSpace
 from nasprune.config import ConfigError, instantiate
 from nasprune.decisions import DecisionCopies
@@ -45,9 +45,11 @@ class NasPruneEnv(DecisionCopies, gym.Env):
     `cached: True`. Its decisions do not depend on evaluations, so it offers `decision_env()`
     (`nasprune.decisions`): parallel workers then evaluate an update's designs from a queue.
 
-    With `mask_budget` (and a `TargetWindowReward` on `params` or `size_bits`) the mask also removes
-    every choice after which no design of the space lands in the reward's window
-    (`nasprune.child.budget`), so each episode ends within the budget.
+    With `mask_budget` the search is budget-aware, as MnasNet's and APQ's hard constraints: the
+    mask also removes every choice after which no design of the space meets the reward's budget
+    (a `TargetWindowReward`'s window or a `HardBudgetReward`'s ceiling; `nasprune.child.budget`),
+    so no evaluation is spent on a child that cannot be delivered. A budget that no design meets
+    is refused at once.
     """
 
     action_space: spaces.Discrete
@@ -83,7 +85,7 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         load_data(self.datamodule)
         self.reward_fn = build_reward(reward, self.training).with_reference(self._reference_costs())
         self.failure_reward = check_failure_reward(failure_reward)
-        self.budget = budget_mask(self.space, self.datamodule, self.reward_fn) if mask_budget else None
+        self.budget = budget_mask(self.space, self.datamodule.input_shape, self.datamodule.num_classes, self.reward_fn) if mask_budget else None
         self.cache = EvaluationCache(_design_key) if cache else None
         self.failures = FailureLog(log)
 
@@ -200,12 +202,6 @@ def build_reward(reward: Mapping[str, Any] | Reward | None, training: ChildTrain
     if "latency_ms" in reward_fn.metrics_needed and training.latency_batch_size is None:
         raise ConfigError("reward.init_args.cost", "latency_ms is measured only with training.latency_batch_size set")
     return reward_fn
-
-
-def budget_mask(space: SearchSpace, datamodule: ChildDataModule, reward: Reward) -> BudgetMask:
-    if not isinstance(reward, TargetWindowReward):
-        raise ConfigError("mask_budget", f"needs a TargetWindowReward (its window is the budget), got {type(reward).__name__}")
-    return BudgetMask(space, datamodule.input_shape[0], datamodule.num_classes, reward.cost, *reward.window)
 
 
 def check_failure_reward(value: float) -> float:

@@ -52,7 +52,7 @@ def test_a_pruned_child_costs_what_the_mask_counts() -> None:
 
 
 def test_bad_budgets_fail_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match="^mask_budget: masks a window of params or size_bits; the reward's cost is flops$"):
+    with pytest.raises(ConfigError, match="^mask_budget: masks a window of params or size_bits exactly; the reward's cost is flops$"):
         BudgetMask(ONE_LAYER, 1, 10, "flops", 0, 1)
     with pytest.raises(ConfigError, match="^mask_budget: no design of the search space has size_bits within \\[10, 20\\]$"):
         BudgetMask(ONE_LAYER, 1, 10, "size_bits", 10, 20)
@@ -87,7 +87,7 @@ def test_env_masks_to_the_window_and_checks() -> None:
 
 def test_env_refuses_a_reward_without_a_window() -> None:
     kwargs = copy.deepcopy(TINY_ENV_KWARGS)
-    with pytest.raises(ConfigError, match="^mask_budget: needs a TargetWindowReward \\(its window is the budget\\), got LinearReward$"):
+    with pytest.raises(ConfigError, match="^mask_budget: needs a TargetWindowReward or HardBudgetReward \\(its budget is masked\\), got LinearReward$"):
         gym.make("nasprune/NasPrune-v0", mask_budget=True, **kwargs)
 
 
@@ -111,4 +111,4 @@ def test_cli_reports_a_mask_without_a_window_in_one_line(tmp_path: Path, capsys:
     with pytest.raises(SystemExit):
         main(["fit", "-c", str(path), f"--trainer.default_root_dir={tmp_path}"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nasprune: error:")]
-    assert lines == [f"nasprune: error: data.env_kwargs.mask_budget: needs a TargetWindowReward (its window is the budget), got {'LinearReward'}"]
+    assert lines == [f"nasprune: error: data.env_kwargs.mask_budget: needs a TargetWindowReward or HardBudgetReward (its budget is masked), got {'LinearReward'}"]

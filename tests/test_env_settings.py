@@ -66,6 +66,8 @@ def test_a_nested_override_changes_exactly_one_value(
         ("--data.env_kwargs.search_space.kernel=3", "data.env_kwargs.search_space", "Option 'kernel' is not accepted"),
         ("--data.env_kwargs.search_space.architecture=[{op: conv3x3, width: 8, kernel: 3}]", "data.env_kwargs.search_space.architecture", "kernel"),
         ("--data.env_kwargs.failure_reward=low", "data.env_kwargs.failure_reward", "must be a number, got 'low'"),
+        ("--data.env_kwargs.mask_budget=maybe", "data.env_kwargs.mask_budget", "must be true or false, got 'maybe'"),
+        ("--data.env_kwargs.search_space.head_grid=0", "data.env_kwargs.search_space.head_grid", "PositiveInt"),
     ],
 )
 def test_a_bad_env_setting_is_one_line_naming_the_key(override: str, key: str, fragment: str) -> None:

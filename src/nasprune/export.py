@@ -67,7 +67,7 @@ def pruned_architecture(net: ChildNet) -> Design:
         dataclasses.replace(layer, width=conv.out_channels, prune_ratio=0.0) if conv is not None else layer
         for layer, conv in zip(net.design.layers, net.output_convs())
     ]
-    return Design(tuple(layers))
+    return dataclasses.replace(net.design, layers=tuple(layers))
 
 
 def save_checkpoint(net: ChildNet, path: Path, input_shape: tuple[int, ...], num_classes: int, stem_width: int) -> None:

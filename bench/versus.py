@@ -1,0 +1,492 @@
+"""nasprune against what a user would do instead: five ways to one network within a FLOPs budget, on MNIST.
+
+Per FLOPs budget (FLOPs of the delivered, pruned network; `FlopCounterMode`, 2×MACs) each method
+delivers one network within it:
+
+- `torch_pruning`: LeNet-5 (the classic compact MNIST CNN, and the size users of Torch-Pruning's
+  tutorials prune), trained, pruned with torch-pruning to the budget — one ratio for every layer
+  (`uniform`) and torch-pruning's global ranking (`global`), the one with the better mean
+  *validation* accuracy reported — and fine-tuned;
+- `arch_only`: the search below with every prune ratio fixed at 0;
+- `arch_then_prune`: the `arch_only` pick at 4× this budget, pruned with one ratio for every layer
+  to this budget and fine-tuned (the sequential pipeline the joint search replaces);
+- `random`: `RandomSearch` over the joint space;
+- `nasprune`: the REINFORCE controller over the joint space.
+
+The searches run through the real CLI (`nasprune fit` on a config written from `search_config`):
+NasPrune-v0 on a seeded MNIST subset, the budget-aware env (`mask_budget`: choices that cannot fit
+are masked) and `HardBudgetReward` (validation accuracy within the budget), the same number of
+child evaluations with the same child training for every searched method. The pick of a search is
+its best-reward episode. Every delivered network is then trained again from scratch by its own
+pipeline with the same total epochs (train `final.epochs`, prune, fine-tune `final.finetune_epochs`)
+for each child seed and scored once on MNIST's 10,000 official test images — the only read of the
+test split (searches and picks see the validation split only).
+
+Every search and every final training is a JSON record of its own under `--work`, keyed by its
+settings: a killed run continues where it stopped, and the table, `versus.json` and `versus.png`
+are rebuilt from whatever records exist. One command per budget:
+
+    python bench/versus.py --budget 100000     # the tight budget (and the same for 400000, 1600000)
+    python bench/versus.py --report            # rebuild versus.md/.json/.png from the records
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
+from nasprune.child import ChildDataModule, ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
+from nasprune.envs.nasprune_env import NasPruneEnv
+from nasprune.child.prune_model import prune_and_score
+from nasprune.envs.prune_model_env import PruneModelEnv
+from nasprune.export import held_out_accuracy
+from prune_your_model import global_ratio, mean_std, uniform_ratio
+from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
+
+METHODS = ("torch_pruning", "arch_only", "arch_then_prune", "random", "nasprune")
+STRATEGIES = {"arch_only": "nasprune.controller.Reinforce", "random": "nasprune.controller.RandomSearch", "nasprune": "nasprune.controller.Reinforce"}
+LOOSER = 4  # arch_then_prune starts from the arch_only pick at this many times the budget
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 (LeCun et al. 1998) as PyTorch users write it: ReLU and max-pooling, 28×28 input (padding 2)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a record depends on; `full` is the published comparison, `tiny` the tests' one."""
+
+    budgets: tuple[int, ...] = (100_000, 400_000, 1_600_000)
+    root: str = "../shared/data"
+    train_subset: int = 5000
+    val_subset: int = 2000
+    batch_size: int = 64
+    search_space: dict[str, Any] = field(default_factory=lambda: {
+        "num_layers": 4,
+        "ops": ["conv3x3", "conv5x5", "sepconv3x3", "sepconv5x5", "maxpool3x3", "identity"],
+        "widths": [8, 16, 32, 64],
+        "prune_ratios": [0.0, 0.25, 0.5, 0.75],
+        "stem_width": 4,
+        "downsample": ["none", "stride", "maxpool"],
+        "head_grid": 4,
+    })
+    search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
+    evaluations: int = 60
+    episodes_per_update: int = 4
+    controller: dict[str, Any] = field(default_factory=lambda: {
+        "hidden_size": 64, "embedding_size": 32, "lr": 0.01, "baseline_decay": 0.9, "entropy_weight": 0.001,
+        "rank_advantages": True, "distinct_designs": True,
+    })
+    search_seeds: tuple[int, ...] = (0, 1)
+    final: dict[str, Any] = field(default_factory=lambda: {"epochs": 4, "finetune_epochs": 2, "lr": 0.01, "finetune_lr": 0.003})
+    child_seeds: tuple[int, ...] = (0, 1, 2)
+
+    def key(self, *parts: Any) -> str:
+        """A short hash of these settings and `parts`: a record made with other settings is not reused."""
+        text = json.dumps([dataclasses.asdict(self) | {"budgets": None}, *parts], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+SCALES = {
+    "full": Settings(),
+    "tiny": Settings(
+        budgets=(100_000,), train_subset=256, val_subset=128, evaluations=2, episodes_per_update=2, search_seeds=(0,),
+        search_training={"epochs": 1, "finetune_epochs": 0}, final={"epochs": 1, "finetune_epochs": 1}, child_seeds=(0,),
+    ),
+}
+
+
+def datamodule(s: Settings) -> MNISTDataModule:
+    return MNISTDataModule(root=s.root, train_subset=s.train_subset, val_subset=s.val_subset, batch_size=s.batch_size)
+
+
+def final_training(s: Settings) -> ChildTraining:
+    return ChildTraining(**s.final)
+
+
+class Records:
+    """One JSON file per finished search or final training; a missing or stale one is (re)made."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root, self.settings = root, settings
+
+    def get(self, name: str, make: Callable[[], dict[str, Any]], *key_parts: Any) -> dict[str, Any]:
+        kept = self.existing(name, *key_parts)
+        if kept is not None:
+            return kept
+        value = {**make(), "key": self.settings.key(name, *key_parts), "load": os.getloadavg()[0]}
+        path = self.root / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_text(json.dumps(value, indent=1))
+        partial.replace(path)  # a kill mid-write leaves no half record
+        return value
+
+    def existing(self, name: str, *key_parts: Any) -> dict[str, Any] | None:
+        path = self.root / f"{name}.json"
+        if not path.is_file():
+            return None
+        kept = json.loads(path.read_text())
+        return kept if kept.get("key") == self.settings.key(name, *key_parts) else None
+
+
+# --- the searches ------------------------------------------------------------------------------
+
+
+def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
+    """The CLI config of one search: what a user would write for NasPrune-v0 at this budget."""
+    space = dict(s.search_space)
+    if method == "arch_only":
+        space["prune_ratios"] = [0.0]
+    model: dict[str, Any] = {"class_path": STRATEGIES[method], "init_args": {}}
+    if STRATEGIES[method].endswith("Reinforce"):
+        model["init_args"] = dict(s.controller)
+    return {
+        "model": model,
+        "data": {
+            "env_id": "nasprune/NasPrune-v0",
+            "episodes_per_update": s.episodes_per_update,
+            "env_kwargs": {
+                "search_space": space,
+                "datamodule": {
+                    "class_path": "nasprune.child.MNISTDataModule",
+                    "init_args": {"root": str(Path(s.root).resolve()), "train_subset": s.train_subset, "val_subset": s.val_subset, "batch_size": s.batch_size},
+                },
+                "training": s.search_training,
+                "reward": {"class_path": "nasprune.child.HardBudgetReward", "init_args": {"budget": budget, "cost": "flops"}},
+                "mask_budget": True,
+            },
+        },
+    }
+
+
+def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -> dict[str, Any]:
+    """One search through `nasprune fit`; its history, wall time and pick (best-reward episode)."""
+    root = work / "runs" / f"{method}_{budget:g}_{seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(search_config(s, method, budget)))
+    start = time.perf_counter()
+    run([
+        "fit", "-c", str(root / "config.yaml"),
+        f"--seed_everything={seed}",
+        f"--trainer.max_steps={-(-s.evaluations // s.episodes_per_update)}",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--export.enabled=false",
+    ])
+    seconds = time.perf_counter() - start
+    history = [json.loads(line) for line in max(root.glob("lightning_logs/version_*/history.jsonl"), key=os.path.getmtime).read_text().splitlines()]
+    ok = [r for r in history if "error" not in r and r["flops"] <= budget]
+    if not ok:
+        raise RuntimeError(f"{method} at {budget:g} FLOPs, seed {seed}: no episode delivered a network within the budget")
+    pick = max(ok, key=lambda r: r["reward"])
+    distinct = [r for r in history if not r.get("cached")]
+    return {
+        "method": method, "budget": budget, "seed": seed, "seconds": seconds, "pick": {k: pick[k] for k in ("design", "design_str", "accuracy", "flops", "params", "reward")},
+        "episodes": len(history), "evaluations": len(distinct), "over_budget": sum(1 for r in history if r.get("flops", 0) > budget),
+        "child_epochs": len(distinct) * (s.search_training.get("epochs", 3) + s.search_training.get("finetune_epochs", 1)),
+        "history": [{k: r.get(k) for k in ("design", "design_str", "accuracy", "flops", "reward", "cached", "error_kind")} for r in history],
+    }
+
+
+def uniformly_pruned(design: Design, budget: float, env: NasPruneEnv) -> Design | None:
+    """`design` with one prune ratio in every weighted layer: the smallest (by bisection) within
+    `budget`; None when even one channel per layer is over it (the unpruned stem alone may be)."""
+    def at(ratio: float) -> Design:
+        return Design(tuple(dataclasses.replace(layer, prune_ratio=ratio) if layer.width is not None else layer for layer in design.layers))
+
+    if env.pruned_flops(at(0.0)) <= budget:
+        return at(0.0)
+    low = 0.0
+    high = 1.0 - 1.0 / min(layer.width for layer in design.layers if layer.width is not None) - 1e-6  # one channel left in the narrowest
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (mid, high) if env.pruned_flops(at(mid)) > budget else (low, mid)
+    return at(high) if env.pruned_flops(at(high)) <= budget else None
+
+
+def prune_looser_pick(search: dict[str, Any], budget: float, env: NasPruneEnv) -> dict[str, Any]:
+    """The looser search's best design that one ratio per layer brings within `budget`, pruned so:
+    its pick, or where that cannot get there (a wide unpruned stem), the next best by reward."""
+    ranked = sorted((r for r in search["history"] if r.get("design") and r.get("error_kind") is None), key=lambda r: -r["reward"])
+    for rank, record in enumerate(ranked):
+        pruned = uniformly_pruned(Design.from_dict(record["design"]), budget, env)
+        if pruned is not None:
+            return {**search, "pick": {"design": pruned.to_dict(), "design_str": str(pruned), "looser_rank": rank}}
+    return {**search, "pick": None, "reason": f"no design of the {search['budget']:g}-FLOPs search prunes uniformly to {budget:g} FLOPs"}
+
+
+# --- the final trainings (the only place the test split is read) -----------------------------
+
+
+def test_accuracy(net: nn.Module, data: ChildDataModule) -> float:
+    """The final score: accuracy on MNIST's official test split."""
+    return held_out_accuracy(net, data, data.num_classes)
+
+
+def retrain_design(s: Settings, design: Design, seed: int) -> dict[str, Any]:
+    """Train `design` from scratch, prune it by its ratios, fine-tune, score on validation and test."""
+    data = datamodule(s)
+    start = time.perf_counter()
+    result = evaluate_design(design, data, final_training(s), s.search_space["stem_width"], seed)
+    assert result.model is not None  # evaluate_design returns the pruned network
+    return {"design_str": str(design), "val_acc": result.accuracy, "test_acc": test_accuracy(result.model, data),
+            "flops": result.flops, "params": result.params, "seconds": time.perf_counter() - start}
+
+
+def lenet_env(s: Settings, seed: int, work: Path) -> PruneModelEnv:
+    """LeNet-5 trained `final.epochs` on the data (weights kept under `work`), ready to prune."""
+    t = s.final
+    return PruneModelEnv(
+        model=LeNet5(),
+        datamodule=datamodule(s),
+        pretrain={"epochs": t["epochs"], "lr": t.get("lr", 0.01), "lr_scheduler": t.get("lr_scheduler", "none"), "seed": seed},
+        pretrain_dir=str(work / "lenet"),
+        training={k: v for k, v in t.items() if k not in ("epochs", "lr")},
+    )
+
+
+def retrain_lenet(s: Settings, budget: float, seed: int, work: Path) -> dict[str, Any]:
+    """LeNet-5 pruned to `budget` both ways (one ratio per layer, torch-pruning's global), each fine-tuned and scored."""
+    env = lenet_env(s, seed, work)
+    start = time.perf_counter()
+    variants: dict[str, dict[str, float] | float]
+    if env.flops_unpruned <= budget:
+        variants = {"uniform": 0.0}  # within the budget as it is: fine-tuned, not pruned
+    else:
+        tolerance = 0.03  # global_ratio's window (± tolerance / 3), its upper edge kept under the budget
+        variants = {
+            "uniform": env.ratio_map([uniform_ratio(env, budget * 0.999)] * len(env.groups)),
+            "global": global_ratio(env, budget / (1 + tolerance / 3), tolerance),
+        }
+    out: dict[str, Any] = {"flops_unpruned": env.flops_unpruned, "solve_seconds": time.perf_counter() - start,
+                           "unpruned_test_acc": test_accuracy(env.network, env.datamodule)}
+    for name, ratios in variants.items():
+        result = prune_and_score(env.network, ratios, env.datamodule, env.training, seed, env.accuracy_unpruned)
+        assert result.model is not None  # prune_and_score returns the pruned network
+        out[name] = {"ratios": ratios, "val_acc": result.accuracy, "test_acc": test_accuracy(result.model, env.datamodule),
+                     "flops": result.flops, "params": result.params}
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+# --- one budget, from the records --------------------------------------------------------------
+
+def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: bool) -> dict[str, list[dict[str, Any]]]:
+    """Per method, its final runs at `budget` (one per search seed × child seed): made where missing
+    when `make`, else only those already recorded."""
+
+    def fetch(name: str, maker: Callable[[], dict[str, Any]], *key: Any) -> dict[str, Any] | None:
+        return records.get(name, maker, *key) if make else records.existing(name, *key)
+
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+    lenet = [fetch(f"final/torch_pruning_{budget:g}_{c}", lambda c=c: retrain_lenet(s, budget, c, work), budget, c) for c in s.child_seeds]
+    done = [r for r in lenet if r is not None]
+    if done:  # LeNet-5 pruned one way or the other
+        # a variant that cannot reach the budget (global ranking may keep a costly conv whole) delivers nothing
+        variants = [v for v in ("uniform", "global") if all(v in r and r[v]["flops"] <= budget for r in done)]
+        if variants:
+            best = max(variants, key=lambda v: statistics.fmean(r[v]["val_acc"] for r in done))  # chosen on validation, never test
+            runs["torch_pruning"] = [{**r[best], "variant": best, "child_seed": c, "search_seconds": r["solve_seconds"], "child_epochs": 0}
+                                     for c, r in zip(s.child_seeds, lenet) if r is not None]
+    def delivered(method: str, seed: int) -> dict[str, Any] | None:
+        """The search (or, for the sequential pipeline, the plan) whose pick `method` delivers."""
+        if method != "arch_then_prune":
+            return fetch(f"search/{method}_{budget:g}_{seed}", lambda: run_search(s, method, budget, seed, work), method, budget, seed)
+        looser = budget * LOOSER
+        start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), "arch_only", looser, seed)
+        if start is None:
+            return None
+        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_env(s)), start["pick"]["design"], budget)
+
+    for seed in s.search_seeds:
+        for method in ("nasprune", "random", "arch_only", "arch_then_prune"):  # each search's final trainings right after it
+            search = delivered(method, seed)
+            if search is None or search["pick"] is None:
+                continue
+            design = Design.from_dict(search["pick"]["design"])
+            for c in s.child_seeds:
+                final = fetch(f"final/{method}_{budget:g}_{seed}_{c}", lambda d=design, c=c: retrain_design(s, d, c), design.to_json(), c)
+                if final is not None:
+                    runs[method].append({**final, "search_seed": seed, "child_seed": c, "search_seconds": search["seconds"],
+                                         "child_epochs": search["child_epochs"], "evaluations": search["evaluations"]})
+    return runs
+
+
+def flops_env(s: Settings) -> NasPruneEnv:
+    """A NasPrune env on the search space, for its pruned-FLOPs count (nothing is trained)."""
+    return NasPruneEnv(search_space=SearchSpace(**s.search_space), datamodule=datamodule(s), training=ChildTraining(**s.search_training))
+
+
+def summary_rows(s: Settings, per_budget: dict[float, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """`versus.json`: one row per method and budget with at least one finished final run."""
+    rows = []
+    for budget, runs in per_budget.items():
+        for method in METHODS:
+            done = runs[method]
+            if not done:
+                continue
+            mean, std = mean_std([100 * r["test_acc"] for r in done])
+            rows.append({
+                "method": method, "budget_flops": budget, "flops": statistics.fmean(r["flops"] for r in done),
+                "params": statistics.fmean(r["params"] for r in done), "test_acc_mean": mean, "test_acc_std": std, "n_runs": len(done),
+                "search_seconds": statistics.fmean(r["search_seconds"] for r in done),
+                "search_child_epochs": statistics.fmean(r["child_epochs"] for r in done),
+                "within_budget": all(r["flops"] <= budget for r in done),
+                **({"variant": done[0]["variant"]} if method == "torch_pruning" else {}),
+            })
+    return rows
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per budget: nasprune − the best other method (by mean test accuracy) and the standard error of that difference."""
+    out = []
+    for budget in sorted({r["budget_flops"] for r in rows}):
+        at = {r["method"]: r for r in rows if r["budget_flops"] == budget}
+        if "nasprune" not in at or len(at) < 2:
+            continue
+        others = [r for m, r in at.items() if m != "nasprune"]
+        best = max(others, key=lambda r: r["test_acc_mean"])
+        ours = at["nasprune"]
+        diff = ours["test_acc_mean"] - best["test_acc_mean"]
+        se = (ours["test_acc_std"] ** 2 / ours["n_runs"] + best["test_acc_std"] ** 2 / best["n_runs"]) ** 0.5
+        out.append({"budget_flops": budget, "best_other": best["method"], "diff": diff, "se": se,
+                    "at_least_as_accurate": diff >= 0, "ahead_beyond_se": diff > se, "complete": len(at) == len(METHODS)})
+    return out
+
+
+def front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (FLOPs, accuracy) points no other point beats on both (fewer FLOPs and higher accuracy)."""
+    kept, best = [], float("-inf")
+    for flops, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            kept.append((flops, acc))
+            best = acc
+    return kept
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in METHODS:
+        mine = [r for r in rows if r["method"] == method]
+        if not mine:
+            continue
+        ax.errorbar([r["flops"] for r in mine], [r["test_acc_mean"] for r in mine], yerr=[r["test_acc_std"] for r in mine], fmt="o", capsize=3, label=method)
+        pareto = front([(r["flops"], r["test_acc_mean"]) for r in mine])
+        ax.plot([p[0] for p in pareto], [p[1] for p in pareto], "-", color=ax.lines[-1].get_color() if ax.lines else None, alpha=0.6)
+    for budget in sorted({r["budget_flops"] for r in rows}):
+        ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs of the delivered network (dotted: budgets)")
+    ax.set_ylabel("MNIST test accuracy %")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], command: str, loads: list[float]) -> str:
+    lines = [
+        "# nasprune against what a user would do instead (MNIST, FLOPs budgets)",
+        "",
+        f"`{command}`",
+        "",
+        f"Searches: NasPrune-v0 on {s.train_subset} training / {s.val_subset} validation MNIST images, {s.evaluations} child evaluations each "
+        f"({s.search_training}), seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`. "
+        f"Final: every delivered network trained again from scratch ({s.final}), child seeds {list(s.child_seeds)}, scored on MNIST's "
+        "10,000 test images. Test accuracy: mean ± std over search seeds × child seeds. Search s: wall time per search; "
+        "child-epochs: epochs the search spent training children. "
+        f"CPU, one torch thread, on a machine shared by several benchmarks (1-minute load {min(loads):.1f}–{max(loads):.1f} while the records were made).",
+        "",
+        "| budget FLOPs | method | test acc % | runs | FLOPs | params | search s | search child-epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["budget_flops"], METHODS.index(r["method"]))):
+        name = r["method"] + (f" ({r['variant']})" if "variant" in r else "")
+        lines.append(
+            f"| {r['budget_flops']:,.0f} | {name} | {r['test_acc_mean']:.2f} ± {r['test_acc_std']:.2f} | {r['n_runs']} | {r['flops']:,.0f} | "
+            f"{r['params']:,.0f} | {r['search_seconds']:.0f} | {r['search_child_epochs']:.0f} |"
+        )
+    lines.append("")
+    for v in judged:
+        state = "" if v["complete"] else " (not every method finished yet)"
+        lines.append(
+            f"- {v['budget_flops']:,.0f} FLOPs: nasprune − {v['best_other']} (best other) = {v['diff']:+.2f} ± {v['se']:.2f} points "
+            f"(SE of the difference){state}: {'ahead beyond the SE' if v['ahead_beyond_se'] else 'at least as accurate' if v['at_least_as_accurate'] else 'behind'}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(s: Settings, records: Records, work: Path, out: str, command: str) -> list[dict[str, Any]]:
+    """Rebuild versus.md, versus.json and versus.png from the records there are."""
+    per_budget = {float(b): budget_runs(s, float(b), records, work, make=False) for b in s.budgets}
+    rows = summary_rows(s, per_budget)
+    loads = [json.loads(p.read_text()).get("load", 0.0) for p in records.root.rglob("*.json")] or [os.getloadavg()[0]]
+    Path(out + ".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if rows:
+        plot(rows, Path(out + ".png"))
+    publish(table(s, rows, verdicts(rows), command, loads), out + ".md")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="full")
+    parser.add_argument("--budget", type=float, action="append", help="a budget (FLOPs) of the scale to run; repeatable (default: all)")
+    parser.add_argument("--report", action="store_true", help="only rebuild the outputs from the records")
+    parser.add_argument("--work", default="runs/versus", help="records and search runs (kept: a re-run continues)")
+    parser.add_argument("--out", default="bench/results/versus")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    s = SCALES[args.scale]
+    for budget in args.budget or ():
+        if budget not in s.budgets:
+            parser.error(f"--budget {budget:g} is not a budget of scale {args.scale}: {list(s.budgets)}")
+    work = Path(args.work) / args.scale
+    records = Records(work / "records", s)
+    command = shlex.join(["python", "bench/versus.py", *(argv if argv is not None else sys.argv[1:])])
+    if not args.report:
+        for budget in args.budget or s.budgets:
+            budget_runs(s, float(budget), records, work, make=True)
+            report(s, records, work, args.out, command)  # after each budget: the outputs show what is done
+    report(s, records, work, args.out, command)
+
+
+if __name__ == "__main__":
+    main()
