@@ -278,24 +278,34 @@ def simulation(args: argparse.Namespace) -> None:
     if not CHILD_SECONDS.exists():
         raise SystemExit(f"{CHILD_SECONDS} is missing: run `python bench/parallel.py --part digits` first")
     measured = json.loads(CHILD_SECONDS.read_text())["seconds"]
+    # one line per measured row, kept as they finish: a rerun with the same settings resumes
+    partial = Path(args.sim_partial)
+    settings = {"scale": args.scale, "warm_up": args.sim_warm_up, "updates": args.sim_updates, "seed": args.seed, "seconds": measured}
+    kept = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
+    done = {(r["config"], r["workers"]): r for r in kept if r["settings"] == settings}
     stop = start_ray(max(args.sim_workers))
     timeline = Timeline()
     rows: list[tuple[str, int, int, dict[str, Any]]] = []
-    loads = [load()]
     for config in args.configs:
         key, _, per_worker_text = config.partition(":")
         mode, env_id, staleness, env_kwargs = MODES[key]
         per_worker = int(per_worker_text)
-        for workers in args.sim_workers:
+        for workers in sorted(args.sim_workers, key=lambda w: (w != 1, -w)):  # the reference, then the largest (the figure that matters)
+            if (config, workers) in done:
+                rows.append((mode, per_worker, workers, done[config, workers]["result"]))
+                continue
             per_update = per_worker * workers
             data = EpisodeDataModule(env_id, {"seconds": measured, "scale": args.scale, **env_kwargs}, episodes_per_update=per_update, seed=args.seed,
                                      num_workers=workers, backend="ray", max_staleness=staleness, worker_resources={"num_cpus": 1})  # fmt: skip
             timed = simulate(data, per_update, args.sim_warm_up, args.sim_updates, args.seed, timeline)
+            timed["load"] = load()
             rows.append((mode, per_worker, workers, timed))
+            with partial.open("a") as out:
+                out.write(json.dumps({"config": config, "workers": workers, "settings": settings, "result": timed}) + "\n")
             print(f"{mode}, {per_worker}/worker × {workers}: {timed['per_minute']:.1f} evaluations/min, children {timed['child']:.0%} of "
                   f"the workers' time, controller {timed['controller']:.3f} s/update, {load()}", file=sys.stderr)  # fmt: skip
-        loads.append(load())
     stop()
+    rows.sort(key=lambda row: (list(MODES.values()).index(next(m for m in MODES.values() if m[0] == row[0])), row[1], row[2]))
     mean_child = args.scale * statistics.mean(measured)
     lines = [
         f"Simulated children on Ray: each sleeps for a measured digits child time × {args.scale:g} (mean {mean_child:.2f} s, "
@@ -305,10 +315,11 @@ def simulation(args: argparse.Namespace) -> None:
         f"workers' time went (the queue): children sleeping; the round trip of each evaluation (submission until the controller holds "
         f"its answer, less the child's time); idle while the controller samples or takes its gradient step; idle waiting for the "
         f"update's last evaluations (the tail). Controller s/update: its sampling and gradient step. Measured on a 2-core machine "
-        f"shared with other work ({'; '.join(loads)}). Command: `{command()}`",
+        f"shared with other work (the load average when each row ended is in the last column). The rows are kept in `{partial}` "
+        f"as they finish (a rerun resumes). Command: `{command()}`",
         "",
-        "| scheduling | episodes per worker per update | workers | evaluations | per minute | speed-up | efficiency | children | round trips | idle: controller | idle: tail | round trip (ms) | mean staleness | controller s/update |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheduling | episodes per worker per update | workers | evaluations | per minute | speed-up | efficiency | children | round trips | idle: controller | idle: tail | round trip (ms) | mean staleness | controller s/update | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, per_worker, workers, timed in rows:
         single = next((t for m, k, w, t in rows if m == mode and k == per_worker and w == 1), None)
@@ -317,7 +328,7 @@ def simulation(args: argparse.Namespace) -> None:
         trip = f"{timed['round_trip_ms']:.1f}" if "round_trip_ms" in timed else "—"
         lines.append(
             f"| {mode} | {per_worker} | {workers} | {timed['evaluations']} | {timed['per_minute']:.1f} | {speed_up:.2f}× | {speed_up / workers:.0%} | "
-            f"{' | '.join(shares)} | {trip} | {timed['staleness']:.2f} | {timed['controller']:.3f} |"
+            f"{' | '.join(shares)} | {trip} | {timed['staleness']:.2f} | {timed['controller']:.3f} | {timed['load'].split()[2]} |"
         )
     publish("\n".join(lines), args.out or "bench/results/parallel_simulation.md")
 
@@ -330,7 +341,7 @@ def staleness(args: argparse.Namespace) -> None:
     from nasprune.records import read_history
 
     settings = args.staleness
-    partial = Path(args.partial)  # one line per finished run: a run stopped part-way resumes from it
+    partial = Path(args.staleness_partial)  # one line per finished run: a run stopped part-way resumes from it
     done = {(r["seed"], r["max_staleness"]): r for r in map(json.loads, partial.read_text().splitlines())} if partial.exists() else {}
     with tempfile.TemporaryDirectory() as temp:
         for seed in range(args.seeds):
@@ -354,7 +365,10 @@ def staleness(args: argparse.Namespace) -> None:
         f"REINFORCE (the settings of `configs/nasbench201.yaml`, without distinct_designs) on NAS-Bench-201 CIFAR-10, 500 episodes "
         f"(20 per update), seeds 0–{args.seeds - 1}, evaluated by 8 `sync` workers taking the jobs in turn. Test accuracy (200 epochs) "
         f"of the best design by reward (12-epoch validation accuracy), mean ± std over seeds. The runs are kept in "
-        f"`{partial}` as they finish (a rerun resumes). Command: `{command()}`",
+        f"`{partial}` as they finish (a rerun resumes). Command: `{command()}`"
+        + ("" if 2 in settings else " (max_staleness 2 would repeat the max_staleness 1 runs exactly: these workers evaluate the jobs "
+           "in the order they were handed out, and an update's 20 jobs outnumber the 8 workers, so by the time its last job is handed "
+           "out every job of the update before has finished, and nothing is ever sampled two updates ahead)"),
         "",
         "| updates | mean staleness | best validation accuracy | its test accuracy |",
         "|---|---|---|---|",
@@ -384,14 +398,17 @@ def main() -> None:
                      help=f"SCHEDULING:EPISODES_PER_WORKER_PER_UPDATE, scheduling one of {', '.join(MODES)}")  # fmt: skip
     sim.add_argument("--sim-warm-up", type=int, default=1, help="updates before the timed window (the actors are up before the first)")
     sim.add_argument("--sim-updates", type=int, default=8, help="timed updates")
+    sim.add_argument("--sim-partial", default="bench/results/parallel_simulation.jsonl", help="each finished row, one line: a rerun resumes")
     sim.add_argument("--scale", type=float, default=1.0, help="child times × this")
     nb201 = parser.add_argument_group("staleness")
     nb201.add_argument("--table", default="../shared/data/nasbench201/nb201_cifar10.csv")
     nb201.add_argument("--seeds", type=int, default=10)
     nb201.add_argument("--staleness", type=int, nargs="+", default=[0, 1], help="the max_staleness settings compared")
-    nb201.add_argument("--partial", default="bench/results/parallel_staleness.jsonl", help="each finished run, one line: a rerun resumes")
+    nb201.add_argument("--staleness-partial", default="bench/results/parallel_staleness.jsonl", help="each finished run, one line: a rerun resumes")
     args = parser.parse_args()
-    torch.set_num_threads(available_cores())
+    # the one-process digits reference trains on every core; elsewhere the controller's batches are small, and one
+    # thread is fastest (more stall each other when the cores are shared: a tenfold slowdown measured here under load)
+    torch.set_num_threads(available_cores() if args.part == "digits" else 1)
     {"digits": digits, "simulation": simulation, "staleness": staleness}[args.part](args)
 
 
