@@ -12,9 +12,11 @@ Three parts (`--part`), each writing its own table:
   `bench/results/digits_child_seconds.json`, the distribution the simulation draws from.
 * `simulation` — Ray actors whose children sleep for a measured digits child time (× `--scale`)
   instead of training (`bench/sleeping_env.py`): 1, 4, 16 and 64 workers need no cores. Lockstep
-  rounds (the stepped env) against the evaluation queue, with and without `max_staleness`.
-  Throughput, parallel efficiency (speed-up over 1 worker ÷ workers), mean staleness, and the
-  controller's own time per update (the update's time less its waits on Ray).
+  rounds (the stepped env) against the evaluation queue: in index order, costliest first (from
+  noisy cost estimates), and with `max_staleness: 1`, at several episodes per worker per update.
+  Throughput, parallel efficiency (speed-up over 1 worker ÷ workers), where the workers' time goes
+  (children, round trips, idle while the controller works, idle on the update's tail), mean
+  staleness, and the controller's own time per update (its sampling and gradient steps).
 * `staleness` — REINFORCE on NAS-Bench-201 (500 episodes, 10 seeds) with synchronous updates and
   with `max_staleness` 1 and 2, its 20 episodes per update evaluated by 8 `sync` workers (in this
   process, taking the jobs in turn: a cluster of equally fast workers, deterministic): the
@@ -283,7 +285,8 @@ def simulation(args: argparse.Namespace) -> None:
     settings = {"scale": args.scale, "warm_up": args.sim_warm_up, "updates": args.sim_updates, "seed": args.seed, "seconds": measured}
     kept = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
     done = {(r["config"], r["workers"]): r for r in kept if r["settings"] == settings}
-    stop = start_ray(max(args.sim_workers))
+    missing = any((config, workers) not in done for config in args.configs for workers in args.sim_workers)
+    stop = start_ray(max(args.sim_workers)) if missing else (lambda: None)
     timeline = Timeline()
     rows: list[tuple[str, int, int, dict[str, Any]]] = []
     for config in args.configs:
@@ -311,7 +314,10 @@ def simulation(args: argparse.Namespace) -> None:
         f"Simulated children on Ray: each sleeps for a measured digits child time × {args.scale:g} (mean {mean_child:.2f} s, "
         f"{min(measured) * args.scale:.2f}–{max(measured) * args.scale:.2f} s); {args.sim_warm_up} warm-up updates (the actors start "
         f"and settle), then {args.sim_updates} timed updates, a REINFORCE step after each. Throughput: evaluations finished in the timed "
-        f"window per minute; efficiency: the speed-up over 1 worker (same scheduling, same episodes per worker) ÷ workers. Where the "
+        f"window per minute. Efficiency: the speed-up over 1 worker (same scheduling, same episodes per worker) ÷ workers, the speed-up "
+        f"counted in child seconds evaluated per second (each row evaluates its own draws of children, whose mean differs by several "
+        f"percent between rows: counting episodes would add that noise) — the workers' share of time spent on children, over the "
+        f"1-worker row's. Where the "
         f"workers' time went (the queue): children sleeping; the round trip of each evaluation (submission until the controller holds "
         f"its answer, less the child's time); idle while the controller samples or takes its gradient step; idle waiting for the "
         f"update's last evaluations (the tail). Controller s/update: its sampling and gradient step. Measured on a 2-core machine "
@@ -323,7 +329,7 @@ def simulation(args: argparse.Namespace) -> None:
     ]
     for mode, per_worker, workers, timed in rows:
         single = next((t for m, k, w, t in rows if m == mode and k == per_worker and w == 1), None)
-        speed_up = timed["per_minute"] / single["per_minute"] if single is not None else math.nan
+        speed_up = workers * timed["child"] / single["child"] if single is not None else math.nan
         shares = [f"{timed[key]:.0%}" if key in timed else "—" for key in ("child", "round_trip", "idle_controller", "idle_tail")]
         trip = f"{timed['round_trip_ms']:.1f}" if "round_trip_ms" in timed else "—"
         lines.append(
