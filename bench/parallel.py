@@ -312,8 +312,8 @@ def simulation(args: argparse.Namespace) -> None:
     mean_child = args.scale * statistics.mean(measured)
     lines = [
         f"Simulated children on Ray: each sleeps for a measured digits child time × {args.scale:g} (mean {mean_child:.2f} s, "
-        f"{min(measured) * args.scale:.2f}–{max(measured) * args.scale:.2f} s); {args.sim_warm_up} warm-up updates (the actors start "
-        f"and settle), then {args.sim_updates} timed updates, a REINFORCE step after each. Throughput: evaluations finished in the timed "
+        f"{min(measured) * args.scale:.2f}–{max(measured) * args.scale:.2f} s); every actor up, then {args.sim_warm_up} warm-up update(s) "
+        f"(the workers settle), then {args.sim_updates} timed updates, a REINFORCE step after each. Throughput: evaluations finished in the timed "
         f"window per minute. Efficiency: the speed-up over 1 worker (same scheduling, same episodes per worker) ÷ workers, the speed-up "
         f"counted in child seconds evaluated per second (each row evaluates its own draws of children, whose mean differs by several "
         f"percent between rows: counting episodes would add that noise) — the workers' share of time spent on children, over the "
