@@ -125,6 +125,7 @@ class Reinforce(SearchStrategy):
         update_epochs: PositiveCount = 1,
         clip_ratio: PositiveNumber = 0.2,
         restart_patience: NonNegativeInt = 0,
+        restart_flatten: float | None = None,
         recent_window: PositiveCount = 20,
     ) -> None:
         """
@@ -162,6 +163,10 @@ class Reinforce(SearchStrategy):
                 window — a policy collapsed near a local optimum explores again, as local search
                 and evolution strategies restart (IPOP-CMA-ES, Auger & Hansen 2005). The designs
                 evaluated stay known: with `distinct_designs` none is sampled again. 0: never.
+            restart_flatten: at a restart, keep the weights but multiply the output layer (the
+                logits) by this factor in (0, 1) instead of drawing fresh weights: the policy keeps
+                its mode and spreads around it, varying every decision — a reheating rather than
+                a new start. None: fresh weights.
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -175,6 +180,8 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.risk_window", f"must be ≥ 0, got {risk_window!r}")
         if restart_patience < 0:
             raise ConfigError("model.init_args.restart_patience", f"must be ≥ 0, got {restart_patience!r}")
+        if restart_flatten is not None and not 0.0 < restart_flatten < 1.0:
+            raise ConfigError("model.init_args.restart_flatten", f"must be in (0, 1), got {restart_flatten!r}")
         if not 0.0 <= baseline_decay < 1.0:  # the CLI refuses it (its type); from Python the baseline would silently diverge
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
@@ -185,7 +192,7 @@ class Reinforce(SearchStrategy):
         self.distinct_designs = distinct_designs
         self.risk_seeking, self.risk_window = risk_seeking, risk_window
         self.update_epochs, self.clip_ratio = update_epochs, clip_ratio
-        self.restart_patience = restart_patience
+        self.restart_patience, self.restart_flatten = restart_patience, restart_flatten
         assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
         self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
@@ -399,13 +406,19 @@ class Reinforce(SearchStrategy):
 
     def _restart(self) -> None:
         """Fresh policy weights (drawn from the action sampler's generator, so a resumed search
-        restarts to the same weights), a fresh Adam state, an empty risk window and baseline."""
-        seed = int(torch.randint(2**62, (), generator=self.sampler).item())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for module in self.policy.modules():
-                if isinstance(module, (nn.Embedding, nn.Linear, nn.LSTMCell)):  # the policy's layers; each draws PyTorch's default init
-                    module.reset_parameters()
+        restarts to the same weights) or flattened logits (`restart_flatten`), a fresh Adam
+        state, an empty risk window and baseline."""
+        if self.restart_flatten is not None:
+            with torch.no_grad():
+                self.policy.head.weight.mul_(self.restart_flatten)
+                self.policy.head.bias.mul_(self.restart_flatten)
+        else:
+            seed = int(torch.randint(2**62, (), generator=self.sampler).item())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for module in self.policy.modules():
+                    if isinstance(module, (nn.Embedding, nn.Linear, nn.LSTMCell)):  # the policy's layers; each draws PyTorch's default init
+                        module.reset_parameters()
         optimizer = cast(torch.optim.Optimizer, self.optimizers().optimizer)  # type: ignore[union-attr]  # one optimizer: a LightningOptimizer
         optimizer.state.clear()
         self.recent_returns = torch.empty(0, 0, device=self.device)

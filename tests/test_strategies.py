@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 
 import toy_envs  # noqa: F401  (registers ChainMask-v0)
 from nasprune.records import read_history
@@ -214,6 +215,33 @@ def test_restart_patience_redraws_a_stalled_policy_and_keeps_its_designs(tmp_pat
     assert redrawn == [3, 5, 7, 9]
     assert max(move for update, move in enumerate(moves) if update not in redrawn) < 0.1  # an Adam step moves a weight by about lr
     assert len({tuple(ep.actions) for ep in played}) == 80  # the evaluated designs stay known: none is sampled twice
+
+
+def test_restart_flatten_scales_the_logits_and_keeps_the_rest_of_the_policy(tmp_path: Path) -> None:
+    rows = [[i, actions_to_arch(d), 50.0, 53.0, 58.0, 1.0, 3.0] for i, d in enumerate(itertools.product((1, 2, 3), repeat=6))]
+    flat = write_table(tmp_path / "flat.csv", rows=rows)
+    pl.seed_everything(0)
+    data = EpisodeDataModule("nasprune/NasBench201-v0", {"table": str(flat)}, episodes_per_update=8, num_envs=8)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.03, rank_advantages=True, distinct_designs=True, restart_patience=16, restart_flatten=0.25)
+    before: dict[int, dict[str, torch.Tensor]] = {}
+    after: dict[int, dict[str, torch.Tensor]] = {}
+
+    class Watch(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int) -> None:
+            before[trainer.global_step] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            after[trainer.global_step - 1] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+    trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Watch()])
+    trainer.fit(model, datamodule=data)
+    assert int(model.restarts) == 2  # at the start of updates 4 and 6 (1-based), as with fresh weights
+    step = 0.031  # Adam moves a weight by about lr (0.03) in a step
+    for update in range(6):
+        scale = 0.25 if update in (3, 5) else 1.0
+        for name, value in before[update].items():
+            expected = value * scale if name.startswith("head.") else value
+            assert (after[update][name] - expected).abs().max() <= step, (update, name)
 
 
 def test_distinct_designs_needs_an_action_mask() -> None:
