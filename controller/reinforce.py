@@ -34,7 +34,7 @@ from torch import nn
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
-from nasprune.config import ConfigError, DecayRate, NonNegativeInt, PositiveCount, PositiveNumber
+from nasprune.config import ConfigError, DecayRate, PositiveCount, PositiveNumber
 from nasprune.controller.design_tree import Design, DesignTree
 from nasprune.controller.episode import Episode
 from nasprune.controller.policy import LSTMPolicy
@@ -124,7 +124,7 @@ class Reinforce(SearchStrategy):
         risk_window: int = 0,
         update_epochs: PositiveCount = 1,
         clip_ratio: PositiveNumber = 0.2,
-        restart_patience: NonNegativeInt = 0,
+        restart_patience: int = 0,
         restart_flatten: float | None = None,
         recent_window: PositiveCount = 20,
     ) -> None:
