@@ -100,11 +100,14 @@ class Settings:
         "head_grid": 4,
     })
     search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
-    evaluations: int = 60
-    episodes_per_update: int = 4
+    evaluations: int = 40  # for every searched method alike: what fits ~2.5 h of one core (docs/versus.md)
+    episodes_per_update: int = 2  # the ranks come from the whole search (risk_window): small batches, more updates
+    # configs/nasbench201.yaml's controller, tuned on NAS-Bench-201 seeds none of this comparison uses,
+    # where its gain was at the smallest budgets (100 episodes): only episodes among the best tenth of
+    # the search so far (risk_seeking over risk_window, which here spans the whole search) teach
     controller: dict[str, Any] = field(default_factory=lambda: {
-        "hidden_size": 64, "embedding_size": 32, "lr": 0.01, "baseline_decay": 0.9, "entropy_weight": 0.001,
-        "rank_advantages": True, "distinct_designs": True,
+        "hidden_size": 64, "embedding_size": 32, "lr": 0.03, "baseline_decay": 0.9, "entropy_weight": 0.01,
+        "rank_advantages": True, "distinct_designs": True, "risk_seeking": 0.1, "risk_window": 128,
     })
     search_seeds: tuple[int, ...] = (0, 1)
     final: dict[str, Any] = field(default_factory=lambda: {"epochs": 4, "finetune_epochs": 2, "lr": 0.01, "finetune_lr": 0.003})
@@ -112,7 +115,8 @@ class Settings:
 
     def key(self, *parts: Any) -> str:
         """A short hash of these settings and `parts`: a record made with other settings is not reused."""
-        text = json.dumps([dataclasses.asdict(self) | {"budgets": None}, *parts], sort_keys=True, default=str)
+        # where the data lies is no setting of the comparison: records made from another checkout are reused
+        text = json.dumps([dataclasses.asdict(self) | {"budgets": None, "root": None}, *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -385,6 +389,31 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def search_diagnostics(s: Settings, budget: float, records: Records, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per searched method at `budget`, what its searches saw (validation only) next to what its
+    picks scored in the final trainings: why a method wins or loses, in numbers."""
+    out = []
+    for method in ("arch_only", "random", "nasprune"):
+        searches = [r for seed in s.search_seeds if (r := records.existing(f"search/{method}_{budget:g}_{seed}", method, budget, seed)) is not None]
+        if not searches:
+            continue
+        evaluated = [[h for h in r["history"] if not h.get("cached") and h.get("error_kind") is None] for r in searches]
+        done = runs[method]
+        out.append({
+            "method": method, "budget_flops": budget, "searches": len(searches),
+            "distinct_designs": statistics.fmean(len(e) for e in evaluated),
+            "episodes": statistics.fmean(r["episodes"] for r in searches),
+            "search_val_acc_mean": 100 * statistics.fmean(h["accuracy"] for e in evaluated for h in e),
+            "search_val_acc_top5": 100 * statistics.fmean(statistics.fmean(sorted(h["accuracy"] for h in e)[-5:]) for e in evaluated),
+            "search_flops_over_budget_median": statistics.median(h["flops"] / budget for e in evaluated for h in e),
+            "pick_search_val_acc": 100 * statistics.fmean(r["pick"]["accuracy"] for r in searches),
+            "pick_flops_over_budget": statistics.fmean(r["pick"]["flops"] / budget for r in searches),
+            "second_half_val_acc_mean": 100 * statistics.fmean(h["accuracy"] for e in evaluated for h in e[len(e) // 2 :]),
+            **({"final_val_acc": 100 * statistics.fmean(r["val_acc"] for r in done), "final_test_acc": 100 * statistics.fmean(r["test_acc"] for r in done)} if done else {}),
+        })
+    return out
+
+
 def front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """The (FLOPs, accuracy) points no other point beats on both (fewer FLOPs and higher accuracy)."""
     kept, best = [], float("-inf")
@@ -421,7 +450,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], command: str, loads: list[float]) -> str:
+def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], diagnostics: list[dict[str, Any]], command: str, loads: list[float]) -> str:
     lines = [
         "# nasprune against what a user would do instead (MNIST, FLOPs budgets)",
         "",
@@ -450,6 +479,24 @@ def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]],
             f"- {v['budget_flops']:,.0f} FLOPs: nasprune − {v['best_other']} (best other) = {v['diff']:+.2f} ± {v['se']:.2f} points "
             f"(SE of the difference){state}: {'ahead beyond the SE' if v['ahead_beyond_se'] else 'at least as accurate' if v['at_least_as_accurate'] else 'behind'}"
         )
+    if diagnostics:
+        lines += [
+            "",
+            "## What the searches saw (validation accuracy %, means over search seeds)",
+            "",
+            "distinct: designs trained per search; all / 2nd half / top 5: mean validation accuracy of its evaluations, of those in its "
+            "second half, of its five best; FLOPs/budget: median over its evaluations; pick: the best-reward design's search validation "
+            "accuracy and FLOPs/budget; final val / test: the pick retrained by the final pipeline.",
+            "",
+            "| budget FLOPs | method | distinct | all | 2nd half | top 5 | FLOPs/budget | pick | pick FLOPs/budget | final val | final test |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for d in sorted(diagnostics, key=lambda d: (d["budget_flops"], METHODS.index(d["method"]))):
+            final = f"{d['final_val_acc']:.2f} | {d['final_test_acc']:.2f}" if "final_val_acc" in d else "— | —"
+            lines.append(
+                f"| {d['budget_flops']:,.0f} | {d['method']} | {d['distinct_designs']:.0f} | {d['search_val_acc_mean']:.1f} | {d['second_half_val_acc_mean']:.1f} | "
+                f"{d['search_val_acc_top5']:.1f} | {d['search_flops_over_budget_median']:.2f} | {d['pick_search_val_acc']:.1f} | {d['pick_flops_over_budget']:.2f} | {final} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -461,7 +508,8 @@ def report(s: Settings, records: Records, work: Path, out: str, command: str) ->
     Path(out + ".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     if rows:
         plot(rows, Path(out + ".png"))
-    publish(table(s, rows, verdicts(rows), command, loads), out + ".md")
+    diagnostics = [d for b, runs in per_budget.items() for d in search_diagnostics(s, b, records, runs)]
+    publish(table(s, rows, verdicts(rows), diagnostics, command, loads), out + ".md")
     return rows
 
 
@@ -472,9 +520,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild the outputs from the records")
     parser.add_argument("--work", default="runs/versus", help="records and search runs (kept: a re-run continues)")
     parser.add_argument("--out", default="bench/results/versus")
+    parser.add_argument("--data-root", help="the folder holding MNIST/raw (default: ../shared/data from the project root)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = SCALES[args.scale]
+    s = SCALES[args.scale] if args.data_root is None else dataclasses.replace(SCALES[args.scale], root=args.data_root)
     for budget in args.budget or ():
         if budget not in s.budgets:
             parser.error(f"--budget {budget:g} is not a budget of scale {args.scale}: {list(s.budgets)}")
