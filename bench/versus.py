@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -194,10 +195,18 @@ def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
 
 
 def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -> dict[str, Any]:
-    """One search through `nasprune fit`; its history, wall time and pick (best-reward episode)."""
-    root = work / "runs" / f"{method}_{budget:g}_{seed}"
+    """One search through `nasprune fit`; its history, wall time and pick (best-reward episode).
+
+    A search killed midway continues from its last update (`--ckpt_path last`: the CLI replays
+    nothing it trained); its run folder is named by the settings, so it never resumes another's."""
+    root = work / "runs" / f"{method}_{budget:g}_{seed}_{s.key(method, budget, seed)}"
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(yaml.safe_dump(search_config(s, method, budget)))
+    versions = list(root.glob("lightning_logs/version_*"))
+    resumable = [v for v in versions if (v / "checkpoints" / "last.ckpt").is_file()]
+    for version in versions:
+        if version not in resumable:  # killed before its first update's checkpoint: nothing to resume
+            shutil.rmtree(version)
     start = time.perf_counter()
     run([
         "fit", "-c", str(root / "config.yaml"),
@@ -207,16 +216,19 @@ def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         "--export.enabled=false",
+        *(["--ckpt_path=last"] if resumable else []),
     ])
     seconds = time.perf_counter() - start
     history = [json.loads(line) for line in max(root.glob("lightning_logs/version_*/history.jsonl"), key=os.path.getmtime).read_text().splitlines()]
+    if resumable:  # the wall time of the killed part is gone: count the evaluations' own time instead
+        seconds = max(seconds, sum(r.get("seconds", 0.0) for r in history if not r.get("cached")))
     ok = [r for r in history if "error" not in r and r["flops"] <= budget]
     if not ok:
         raise RuntimeError(f"{method} at {budget:g} FLOPs, seed {seed}: no episode delivered a network within the budget")
     pick = max(ok, key=lambda r: r["reward"])
     distinct = [r for r in history if not r.get("cached")]
     return {
-        "method": method, "budget": budget, "seed": seed, "seconds": seconds, "pick": {k: pick[k] for k in ("design", "design_str", "accuracy", "flops", "params", "reward")},
+        "method": method, "budget": budget, "seed": seed, "seconds": seconds, "resumed": bool(resumable), "pick": {k: pick[k] for k in ("design", "design_str", "accuracy", "flops", "params", "reward")},
         "episodes": len(history), "evaluations": len(distinct), "over_budget": sum(1 for r in history if r.get("flops", 0) > budget),
         "child_epochs": len(distinct) * (s.search_training.get("epochs", 3) + s.search_training.get("finetune_epochs", 1)),
         "history": [{k: r.get(k) for k in ("design", "design_str", "accuracy", "flops", "reward", "cached", "error_kind")} for r in history],
