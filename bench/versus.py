@@ -53,7 +53,7 @@ from torch import nn
 
 from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
 from nasprune.child import ChildDataModule, ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
-from nasprune.envs.nasprune_env import NasPruneEnv
+from nasprune.child.budget import FlopsCeiling
 from nasprune.child.prune_model import prune_and_score
 from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import held_out_accuracy
@@ -235,28 +235,28 @@ def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -
     }
 
 
-def uniformly_pruned(design: Design, budget: float, env: NasPruneEnv) -> Design | None:
+def uniformly_pruned(design: Design, budget: float, counter: FlopsCeiling) -> Design | None:
     """`design` with one prune ratio in every weighted layer: the smallest (by bisection) within
     `budget`; None when even one channel per layer is over it (the unpruned stem alone may be)."""
     def at(ratio: float) -> Design:
-        return Design(tuple(dataclasses.replace(layer, prune_ratio=ratio) if layer.width is not None else layer for layer in design.layers))
+        return dataclasses.replace(design, layers=tuple(dataclasses.replace(layer, prune_ratio=ratio) if layer.width is not None else layer for layer in design.layers))
 
-    if env.pruned_flops(at(0.0)) <= budget:
+    if counter.pruned_flops(at(0.0)) <= budget:
         return at(0.0)
     low = 0.0
     high = 1.0 - 1.0 / min(layer.width for layer in design.layers if layer.width is not None) - 1e-6  # one channel left in the narrowest
     for _ in range(30):
         mid = (low + high) / 2
-        low, high = (mid, high) if env.pruned_flops(at(mid)) > budget else (low, mid)
-    return at(high) if env.pruned_flops(at(high)) <= budget else None
+        low, high = (mid, high) if counter.pruned_flops(at(mid)) > budget else (low, mid)
+    return at(high) if counter.pruned_flops(at(high)) <= budget else None
 
 
-def prune_looser_pick(search: dict[str, Any], budget: float, env: NasPruneEnv) -> dict[str, Any]:
+def prune_looser_pick(search: dict[str, Any], budget: float, counter: FlopsCeiling) -> dict[str, Any]:
     """The looser search's best design that one ratio per layer brings within `budget`, pruned so:
     its pick, or where that cannot get there (a wide unpruned stem), the next best by reward."""
     ranked = sorted((r for r in search["history"] if r.get("design") and r.get("error_kind") is None), key=lambda r: -r["reward"])
     for rank, record in enumerate(ranked):
-        pruned = uniformly_pruned(Design.from_dict(record["design"]), budget, env)
+        pruned = uniformly_pruned(Design.from_dict(record["design"]), budget, counter)
         if pruned is not None:
             return {**search, "pick": {"design": pruned.to_dict(), "design_str": str(pruned), "looser_rank": rank}}
     return {**search, "pick": None, "reason": f"no design of the {search['budget']:g}-FLOPs search prunes uniformly to {budget:g} FLOPs"}
@@ -343,7 +343,7 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
         start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), "arch_only", looser, seed)
         if start is None:
             return None
-        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_env(s)), start["pick"]["design"], budget)
+        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_counter(s, budget)), start["pick"]["design"], budget)
 
     for seed in s.search_seeds:
         for method in ("nasprune", "random", "arch_only", "arch_then_prune"):  # each search's final trainings right after it
@@ -359,9 +359,10 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
     return runs
 
 
-def flops_env(s: Settings) -> NasPruneEnv:
-    """A NasPrune env on the search space, for its pruned-FLOPs count (nothing is trained)."""
-    return NasPruneEnv(search_space=SearchSpace(**s.search_space), datamodule=datamodule(s), training=ChildTraining(**s.search_training))
+def flops_counter(s: Settings, budget: float) -> FlopsCeiling:
+    """The budget mask's count of a design's pruned FLOPs (on MNIST's 1×28×28 input), as the searches mask and
+    the env measures it (nothing is trained)."""
+    return FlopsCeiling(SearchSpace(**s.search_space), (1, 28, 28), 10, budget)
 
 
 def summary_rows(s: Settings, per_budget: dict[float, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
