@@ -220,6 +220,8 @@ def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -
     ])
     seconds = time.perf_counter() - start
     history = [json.loads(line) for line in max(root.glob("lightning_logs/version_*/history.jsonl"), key=os.path.getmtime).read_text().splitlines()]
+    if len(history) < s.evaluations:  # stopped early (a signal): no record, the next run resumes it
+        raise SystemExit(f"{method} at {budget:g} FLOPs, seed {seed}: stopped after {len(history)} of {s.evaluations} episodes; run again to resume")
     if resumable:  # the wall time of the killed part is gone: count the evaluations' own time instead
         seconds = max(seconds, sum(r.get("seconds", 0.0) for r in history if not r.get("cached")))
     ok = [r for r in history if "error" not in r and r["flops"] <= budget]
