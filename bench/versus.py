@@ -40,7 +40,6 @@ import os
 import shlex
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -465,14 +464,29 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], diagnostics: list[dict[str, Any]], command: str, loads: list[float]) -> str:
+def searches_done(s: Settings, records: Records) -> tuple[int, int]:
+    """(searches recorded, searches the comparison needs): every searched method at every budget,
+    and `arch_only` at `LOOSER` × the largest for its sequential pipeline, per search seed."""
+    needed = {(m, float(b)) for b in s.budgets for m in ("arch_only", "random", "nasprune")} | {("arch_only", float(LOOSER * max(s.budgets)))}
+    done = sum(records.existing(f"search/{m}_{b:g}_{seed}", m, b, seed) is not None for m, b in needed for seed in s.search_seeds)
+    return done, len(needed) * len(s.search_seeds)
+
+
+def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], diagnostics: list[dict[str, Any]], command: str,
+          loads: list[float], searches: tuple[int, int]) -> str:
+    finals = sum(r["n_runs"] for r in rows), len(s.budgets) * len(s.child_seeds) * (1 + (len(METHODS) - 1) * len(s.search_seeds))
+    complete = searches[0] == searches[1] and finals[0] == finals[1]
     lines = [
         "# nasprune against what a user would do instead (MNIST, FLOPs budgets)",
         "",
-        f"`{command}`",
+        f"Made by `{command}` (one budget: `--budget B`), rebuilt from its records by `{command} --report`. "
+        + ("Every record exists." if complete else
+           f"**Partial: {searches[0]} of {searches[1]} searches and {finals[0]} of {finals[1]} final trainings are recorded so far**; "
+           "the rows below are what exists (a row's `runs` says how many of its final trainings)."),
         "",
         f"Searches: NasPrune-v0 on {s.train_subset} training / {s.val_subset} validation MNIST images, {s.evaluations} child evaluations each "
-        f"({s.search_training}), seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`. "
+        f"({s.search_training}), {s.episodes_per_update} per update, seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`; "
+        f"the controller (`nasprune`, `arch_only`): {s.controller}. "
         f"Final: every delivered network trained again from scratch ({s.final}), child seeds {list(s.child_seeds)}, scored on MNIST's "
         "10,000 test images. Test accuracy: mean ± std over search seeds × child seeds. Search s: wall time per search; "
         "child-epochs: epochs the search spent training children. "
@@ -524,7 +538,7 @@ def report(s: Settings, records: Records, work: Path, out: str, command: str) ->
     if rows:
         plot(rows, Path(out + ".png"))
     diagnostics = [d for b, runs in per_budget.items() for d in search_diagnostics(s, b, records, runs)]
-    publish(table(s, rows, verdicts(rows), diagnostics, command, loads), out + ".md")
+    publish(table(s, rows, verdicts(rows), diagnostics, command, loads, searches_done(s, records)), out + ".md")
     return rows
 
 
@@ -544,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"--budget {budget:g} is not a budget of scale {args.scale}: {list(s.budgets)}")
     work = Path(args.work) / args.scale
     records = Records(work / "records", s)
-    command = shlex.join(["python", "bench/versus.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "bench/versus.py", *(["--scale", args.scale] if args.scale != "full" else [])])
     if not args.report:
         for budget in args.budget or s.budgets:
             budget_runs(s, float(budget), records, work, make=True)
