@@ -449,9 +449,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         mine = [r for r in rows if r["method"] == method]
         if not mine:
             continue
-        ax.errorbar([r["flops"] for r in mine], [r["test_acc_mean"] for r in mine], yerr=[r["test_acc_std"] for r in mine], fmt="o", capsize=3, label=method)
+        color = f"C{METHODS.index(method)}"  # a method keeps its colour whichever rows exist
+        ax.errorbar([r["flops"] for r in mine], [r["test_acc_mean"] for r in mine], yerr=[r["test_acc_std"] for r in mine], fmt="o", capsize=3, label=method, color=color)
         pareto = front([(r["flops"], r["test_acc_mean"]) for r in mine])
-        ax.plot([p[0] for p in pareto], [p[1] for p in pareto], "-", color=ax.lines[-1].get_color() if ax.lines else None, alpha=0.6)
+        ax.plot([p[0] for p in pareto], [p[1] for p in pareto], "-", color=color, alpha=0.6)
     for budget in sorted({r["budget_flops"] for r in rows}):
         ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
