@@ -64,7 +64,7 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         spreads.append(statistics.stdev(accs))
         lines.append(
-            f"| `{record['design_str']}` | {record['flops']:,.0f} | {100 * record['accuracy']:.1f} | {statistics.fmean(accs):.1f} ± {statistics.stdev(accs):.1f} | "
+            f"| `{record['design_str'].replace('|', chr(92) + '|')}` | {record['flops']:,.0f} | {100 * record['accuracy']:.1f} | {statistics.fmean(accs):.1f} ± {statistics.stdev(accs):.1f} | "
             f"{min(accs):.1f}–{max(accs):.1f} | {statistics.fmean(seconds):.0f} |"
         )
     lines += ["", f"Mean std of one design over seeds: {statistics.fmean(spreads):.1f} points."]
