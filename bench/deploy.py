@@ -91,9 +91,17 @@ def deploy_lines(name: str, rows: dict[str, dict[str, Any]]) -> tuple[list[str],
     return lines, met
 
 
+def config_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The config's env settings with its datamodule reading `--root`, so every part of the benchmark reads one copy of MNIST."""
+    env_kwargs: dict[str, Any] = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
+    env_kwargs["datamodule"]["init_args"]["root"] = args.root
+    return env_kwargs
+
+
 def searched(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -> list[dict]:
     """One search of `args.config` with the bit-width choices `bits` ([]: float layers)."""
     settings = yaml.safe_load(Path(args.config).read_text())
+    settings["data"]["env_kwargs"] = config_env_kwargs(args)
     settings["data"]["env_kwargs"]["search_space"]["bits"] = bits
     settings["data"]["env_kwargs"]["mask_budget"] = args.mask_budget
     root.mkdir(parents=True, exist_ok=True)
@@ -137,7 +145,7 @@ def search_entry(args: argparse.Namespace, bits: list[int], seed: int) -> dict[s
 def retrain_entry(args: argparse.Namespace, design_dict: dict[str, Any], child_seed: int, deploy: bool) -> dict[str, Any]:
     """A searched design trained again on `--final-train-subset` images and scored on the test split;
     with `deploy`, also measured as float and int8."""
-    env_kwargs = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
+    env_kwargs = config_env_kwargs(args)
     datamodule_config = copy.deepcopy(env_kwargs["datamodule"])
     datamodule_config["init_args"]["train_subset"] = args.final_train_subset
     final_data = instantiate(datamodule_config, MNISTDataModule, "datamodule")
@@ -206,7 +214,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="../shared/data")
+    parser.add_argument("--root", default="../shared/data", help="the MNIST folder of every part (replaces the config's datamodule root)")
     parser.add_argument("-c", "--config", default="configs/mnist_bits.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds")
     parser.add_argument("--updates", type=int, default=8, help="controller updates per search (× episodes_per_update episodes)")
