@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import os
 import shlex
@@ -49,11 +50,14 @@ from nasprune.child.quantize import size_bits
 from nasprune.child.deploy import calibration_images, runtime_accuracy, runtime_latency_ms, runtime_name, session, write_float_and_int8
 from nasprune.config import instantiate
 from nasprune.export import held_out_accuracy
+from nasprune.files import atomic_write
 from pruning_pays import STEM_WIDTH, design  # bench/ scripts import each other
 from publish import publish
 from ratio_search import search
 
 BATCHES = (1, 64)
+# --variants key: (name in the results and tables, the search space's bit-width choices; []: float layers)
+VARIANTS = {"bits": ("bits [8, 4]", [8, 4]), "float": ("no bits (float)", [])}
 
 
 def float_vs_int8(net: nn.Module, datamodule: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -112,20 +116,28 @@ def searched(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -
 
 class Results:
     """The benchmark's measurements, kept in a JSON beside the markdown under a key of the settings that
-    made them, so a killed run continues where it stopped and changed settings start afresh."""
+    made them, so a killed run continues where it stopped and changed settings start afresh. Several
+    processes may share the file (one per `--seeds`/`--variants` slice): each part is added to what the
+    file holds at that moment, under a lock, so none overwrites another's parts."""
 
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path = path
         self.key = json.dumps(settings, sort_keys=True)
-        self.all = json.loads(path.read_text()) if path.exists() else {}
-        self.mine: dict[str, Any] = self.all.setdefault(self.key, {})
+        self.mine: dict[str, Any] = self._read().get(self.key, {})
+
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if name not in self.mine:
             start = time.perf_counter()
             self.mine[name] = {**compute(), "seconds": time.perf_counter() - start, "load": os.getloadavg()[0]}
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.all, indent=1))
+            with self.path.with_suffix(".lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                everything = self._read()
+                everything.setdefault(self.key, {})[name] = self.mine[name]
+                atomic_write(self.path, json.dumps(everything, indent=1))
         return self.mine[name]
 
 
@@ -230,6 +242,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads (1 on a shared machine)")
     parser.add_argument("--out", default="bench/results/deploy.md")
     parser.add_argument("--report", action="store_true", help="only the table of what the results file holds; measure nothing")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="measure only these searches (a slice, for parallel processes sharing the results file; a slice writes no table)",
+    )
+    parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="measure the fixed 4-layer design")
     parser.add_argument("--structure", action="store_true", help="only float vs int8 size and speed by design structure (no training)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -237,13 +254,15 @@ def main() -> None:
         structure_table(args)
         return
 
-    settings = {key: value for key, value in vars(args).items() if key not in ("out", "report", "seeds", "child_seeds")}
+    slicing = ("out", "report", "seeds", "child_seeds", "variants", "fixed")  # what a run measures, not how
+    settings = {key: value for key, value in vars(args).items() if key not in slicing}
     settings["config"] = Path(args.config).read_text()
     results = Results(Path(args.out).with_suffix(".json"), settings)
-    variants = {"bits [8, 4]": [8, 4], "no bits (float)": []}
+    variants = {name: bits for key, (name, bits) in VARIANTS.items()}
+    chosen = {VARIANTS[key][0] for key in args.variants}
 
-    def measured(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        return results.mine.get(name) if args.report else results.get(name, compute)
+    def measured(name: str, compute: Callable[[], dict[str, Any]], wanted: bool = True) -> dict[str, Any] | None:
+        return results.get(name, compute) if wanted and not args.report else results.mine.get(name)
 
     # Part 1 first (the first search, its deployed best design, the fixed design), then one retraining of every
     # search's best, then the further child seeds: a run stopped early has the most balanced table it can.
@@ -254,16 +273,20 @@ def main() -> None:
     for index, child_seed in enumerate(args.child_seeds):
         for seed, name in jobs:
             if index == 0:
-                searches[seed, name] = measured(f"search {seed} {name}", lambda: search_entry(args, variants[name], seed))
+                searches[seed, name] = measured(f"search {seed} {name}", lambda: search_entry(args, variants[name], seed), name in chosen)
             found = searches[seed, name]
             if found is None or "best" not in found:
                 continue
-            deploy = index == 0 and seed == args.seeds[0]
-            retrained = measured(f"retrain {seed} {name} {child_seed}", lambda: retrain_entry(args, found["best"]["design"], child_seed, deploy))
+            deploy = index == 0
+            retrained = measured(
+                f"retrain {seed} {name} {child_seed}", lambda: retrain_entry(args, found["best"]["design"], child_seed, deploy), name in chosen
+            )
             if retrained is not None:
                 tests[seed, name].append(retrained)
             if fixed is None and (seed, name) == jobs[0]:
-                fixed = measured("fixed 4-layer design", lambda: fixed_design(args))
+                fixed = measured("fixed 4-layer design", lambda: fixed_design(args), args.fixed)
+    if fixed is None:
+        fixed = results.mine.get("fixed 4-layer design")
     done = [entry for entry in (fixed, *searches.values(), *(t for ts in tests.values() for t in ts)) if entry is not None]
     minutes = sum(entry["seconds"] for entry in done) / 60
     loads = [entry["load"] for entry in done]
@@ -332,7 +355,8 @@ def main() -> None:
         "Mean retrained test accuracy: " + "; ".join(f"{name}: **{text}**" for name, text in means.items()) + ".",
         "",
     ]
-    publish("\n".join(lines), args.out)
+    if args.report or chosen == set(variants):
+        publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
