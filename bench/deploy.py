@@ -1,8 +1,7 @@
 """Ship it small: float vs static int8 in ONNX Runtime, and the search with per-layer bit-widths vs without.
 
 Part 1, float vs int8: the fixed 4-layer design of `bench/pruning_pays.py` pruned at 0.5 (trained as
-there) and the best design of the first search of each variant of part 2 (retrained as below, first
-child seed). Each is exported to ONNX and statically quantized to int8 (`nasprune.child.deploy`: QDQ,
+there) and the best design of every search of part 2 (retrained as below, first child seed). Each is exported to ONNX and statically quantized to int8 (`nasprune.child.deploy`: QDQ,
 per-channel int8 weights, uint8 activations calibrated on `--calibration` training images). Both files
 are measured in ONNX Runtime: accuracy on the 10,000 MNIST test images, file size, and latency at
 batch 1 and 64 on `--threads` threads — float and int8 timed in alternating rounds (median of
@@ -18,9 +17,13 @@ per search, per search seed. The best design within the window (by search reward
 
 Every search, retraining and deployment is kept in `bench/results/deploy.json` (beside the markdown,
 under a key of the settings), so a killed run continues where it stopped; `--report` writes the
-table of whatever is there without measuring.
+table of whatever is there without measuring. Slices (`--seeds`, `--variants`, `--no-fixed`) run in
+parallel processes add their parts to the same file.
 
-    OMP_NUM_THREADS=1 flock /work/heavy.lock python bench/deploy.py    # ≈ 60 min of one free core
+    OMP_NUM_THREADS=1 python bench/deploy.py    # ≈ 60 min of one free core
+    for s in 0 1; do for v in bits float; do                  # or four processes, then --report
+      OMP_NUM_THREADS=1 python bench/deploy.py --seeds $s --variants $v $([ $s$v = 0bits ] || echo --no-fixed) &
+    done; done; wait
     python bench/deploy.py --report
 """
 
@@ -243,7 +246,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/deploy.md")
     parser.add_argument("--report", action="store_true", help="only the table of what the results file holds; measure nothing")
     parser.add_argument(
-        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        "--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
         help="measure only these searches (a slice, for parallel processes sharing the results file; a slice writes no table)",
     )
     parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="measure the fixed 4-layer design")
@@ -264,12 +267,12 @@ def main() -> None:
     def measured(name: str, compute: Callable[[], dict[str, Any]], wanted: bool = True) -> dict[str, Any] | None:
         return results.get(name, compute) if wanted and not args.report else results.mine.get(name)
 
-    # Part 1 first (the first search, its deployed best design, the fixed design), then one retraining of every
-    # search's best, then the further child seeds: a run stopped early has the most balanced table it can.
+    # The fixed design first (it needs no search), then every search with one retraining (deployed) of its best,
+    # then the further child seeds: a run stopped early has the most balanced table it can.
+    fixed = measured("fixed 4-layer design", lambda: fixed_design(args), args.fixed)
     jobs = [(seed, name) for seed in args.seeds for name in variants]
     searches: dict[tuple[int, str], dict[str, Any] | None] = {}
     tests: dict[tuple[int, str], list[dict[str, Any]]] = {job: [] for job in jobs}
-    fixed = None
     for index, child_seed in enumerate(args.child_seeds):
         for seed, name in jobs:
             if index == 0:
@@ -283,10 +286,6 @@ def main() -> None:
             )
             if retrained is not None:
                 tests[seed, name].append(retrained)
-            if fixed is None and (seed, name) == jobs[0]:
-                fixed = measured("fixed 4-layer design", lambda: fixed_design(args), args.fixed)
-    if fixed is None:
-        fixed = results.mine.get("fixed 4-layer design")
     done = [entry for entry in (fixed, *searches.values(), *(t for ts in tests.values() for t in ts)) if entry is not None]
     minutes = sum(entry["seconds"] for entry in done) / 60
     loads = [entry["load"] for entry in done]
