@@ -32,9 +32,11 @@ from __future__ import annotations
 import argparse
 import copy
 import fcntl
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,7 +108,11 @@ def config_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def searched(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -> list[dict]:
-    """One search of `args.config` with the bit-width choices `bits` ([]: float layers)."""
+    """One search of `args.config` with the bit-width choices `bits` ([]: float layers), run under `root`:
+    a search killed after its first controller update continues from its last checkpoint there."""
+    resume = any((root / "run").glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    if not resume:
+        shutil.rmtree(root, ignore_errors=True)  # nothing to continue: a fresh run, not a second version_N
     settings = yaml.safe_load(Path(args.config).read_text())
     settings["data"]["env_kwargs"] = config_env_kwargs(args)
     settings["data"]["env_kwargs"]["search_space"]["bits"] = bits
@@ -114,7 +120,7 @@ def searched(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -
     root.mkdir(parents=True, exist_ok=True)
     config = root / "search.yaml"
     config.write_text(yaml.safe_dump(settings))
-    return search(str(config), seed, args.updates, args.target, args.tolerance, root / "run")
+    return search(str(config), seed, args.updates, args.target, args.tolerance, root / "run", resume)
 
 
 class Results:
@@ -144,11 +150,10 @@ class Results:
         return self.mine[name]
 
 
-def search_entry(args: argparse.Namespace, bits: list[int], seed: int) -> dict[str, Any]:
+def search_entry(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -> dict[str, Any]:
     """A search: how many episodes landed in the window, and the best design within it (by search reward)."""
     low, high = (1 - args.tolerance) * args.target, (1 + args.tolerance) * args.target
-    with tempfile.TemporaryDirectory() as tmp:
-        history = searched(args, bits, seed, Path(tmp))
+    history = searched(args, bits, seed, root)
     within = [h for h in history if low <= h.get("size_bits", -1) <= high]
     entry: dict[str, Any] = {"episodes": len(history), "within": len(within), "distinct": len({h["design_str"] for h in history if "design_str" in h})}
     if within:
@@ -232,7 +237,7 @@ def main() -> None:
     parser.add_argument("--root", default="../shared/data", help="the MNIST folder of every part (replaces the config's datamodule root)")
     parser.add_argument("-c", "--config", default="configs/mnist_bits.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds")
-    parser.add_argument("--updates", type=int, default=8, help="controller updates per search (× episodes_per_update episodes)")
+    parser.add_argument("--updates", type=int, default=4, help="controller updates per search (× episodes_per_update episodes)")
     parser.add_argument("--target", type=int, default=500_000, help="the size_bits budget of both searches")
     parser.add_argument("--tolerance", type=float, default=0.25)
     parser.add_argument("--mask-budget", action=argparse.BooleanOptionalAction, default=True, help="the env's mask_budget in both searches")
@@ -244,6 +249,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per round")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads (1 on a shared machine)")
     parser.add_argument("--out", default="bench/results/deploy.md")
+    parser.add_argument("--work", default="runs/deploy", help="the searches' run folders (checkpoints to continue a killed search)")
     parser.add_argument("--report", action="store_true", help="only the table of what the results file holds; measure nothing")
     parser.add_argument(
         "--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
@@ -257,10 +263,13 @@ def main() -> None:
         structure_table(args)
         return
 
-    slicing = ("out", "report", "seeds", "child_seeds", "variants", "fixed")  # what a run measures, not how
+    slicing = ("out", "work", "report", "seeds", "child_seeds", "variants", "fixed")  # what a run measures, not how
     settings = {key: value for key, value in vars(args).items() if key not in slicing}
     settings["config"] = Path(args.config).read_text()
     results = Results(Path(args.out).with_suffix(".json"), settings)
+    # The fixed design depends on none of the searches' settings: its record is kept under the few it does depend on.
+    fixed_results = Results(results.path, {key: settings[key] for key in ("root", "calibration", "rounds", "repeats", "threads")})
+    work = Path(args.work) / hashlib.sha256(results.key.encode()).hexdigest()[:12]
     variants = {name: bits for key, (name, bits) in VARIANTS.items()}
     chosen = {VARIANTS[key][0] for key in args.variants}
 
@@ -269,14 +278,17 @@ def main() -> None:
 
     # The fixed design first (it needs no search), then every search with one retraining (deployed) of its best,
     # then the further child seeds: a run stopped early has the most balanced table it can.
-    fixed = measured("fixed 4-layer design", lambda: fixed_design(args), args.fixed)
+    wanted = args.fixed and not args.report
+    fixed = fixed_results.get("fixed 4-layer design", lambda: fixed_design(args)) if wanted else fixed_results.mine.get("fixed 4-layer design")
     jobs = [(seed, name) for seed in args.seeds for name in variants]
     searches: dict[tuple[int, str], dict[str, Any] | None] = {}
     tests: dict[tuple[int, str], list[dict[str, Any]]] = {job: [] for job in jobs}
     for index, child_seed in enumerate(args.child_seeds):
         for seed, name in jobs:
             if index == 0:
-                searches[seed, name] = measured(f"search {seed} {name}", lambda: search_entry(args, variants[name], seed), name in chosen)
+                searches[seed, name] = measured(
+                    f"search {seed} {name}", lambda: search_entry(args, variants[name], seed, work / f"search_{seed}_{'bits' if variants[name] else 'float'}"), name in chosen
+                )
             found = searches[seed, name]
             if found is None or "best" not in found:
                 continue
