@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="measure the fixed 4-layer design")
     parser.add_argument("--structure", action="store_true", help="only float vs int8 size and speed by design structure (no training)")
     args = parser.parse_args()
+    args.root = str(Path(args.root).resolve())  # one folder, one key in the results, from any checkout
     torch.set_num_threads(args.threads)
     if args.structure:
         structure_table(args)
