@@ -332,7 +332,13 @@ def main() -> None:
             f"| {seed} | {name} | {share} | `{best['design_str'].replace(' | ', ' → ')}` | {best['size_bits']:,} | {best['params']:,} | "
             f"{100 * best['accuracy']:.2f} | {retrained_text} |"
         )
-    means = {name: (f"{mean_std(v)}% over {len(v)} retrainings" if v else "no design in the window") for name, v in accuracies.items()}
+    def mean_text(name: str) -> str:
+        if accuracies[name]:
+            return f"{mean_std(accuracies[name])}% over {len(accuracies[name])} retrainings"
+        run = [entry for (_, variant), entry in searches.items() if variant == name and entry is not None]
+        return "no design in the window" if run else "not run yet"
+
+    means = {name: mean_text(name) for name in variants}
 
     command = "OMP_NUM_THREADS=1 python " + shlex.join(sys.argv)
     training = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
