@@ -38,8 +38,8 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +52,7 @@ from torch import nn
 
 from nasprune.cli import run  # first: it imports the callbacks before nasprune.export does
 from nasprune.child import ChildDataModule, ChildTraining, Design, MNISTDataModule, SearchSpace, evaluate_design
-from nasprune.envs.nasprune_env import NasPruneEnv
+from nasprune.child.budget import FlopsCeiling
 from nasprune.child.prune_model import prune_and_score
 from nasprune.envs.prune_model_env import PruneModelEnv
 from nasprune.export import held_out_accuracy
@@ -100,11 +100,14 @@ class Settings:
         "head_grid": 4,
     })
     search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
-    evaluations: int = 60
-    episodes_per_update: int = 4
+    evaluations: int = 40  # for every searched method alike: what fits ~2.5 h of one core (docs/versus.md)
+    episodes_per_update: int = 2  # the ranks come from the whole search (risk_window): small batches, more updates
+    # configs/nasbench201.yaml's controller, tuned on NAS-Bench-201 seeds none of this comparison uses,
+    # where its gain was at the smallest budgets (100 episodes): only episodes among the best tenth of
+    # the search so far (risk_seeking over risk_window, which here spans the whole search) teach
     controller: dict[str, Any] = field(default_factory=lambda: {
-        "hidden_size": 64, "embedding_size": 32, "lr": 0.01, "baseline_decay": 0.9, "entropy_weight": 0.001,
-        "rank_advantages": True, "distinct_designs": True,
+        "hidden_size": 64, "embedding_size": 32, "lr": 0.03, "baseline_decay": 0.9, "entropy_weight": 0.01,
+        "rank_advantages": True, "distinct_designs": True, "risk_seeking": 0.1, "risk_window": 128,
     })
     search_seeds: tuple[int, ...] = (0, 1)
     final: dict[str, Any] = field(default_factory=lambda: {"epochs": 4, "finetune_epochs": 2, "lr": 0.01, "finetune_lr": 0.003})
@@ -112,7 +115,8 @@ class Settings:
 
     def key(self, *parts: Any) -> str:
         """A short hash of these settings and `parts`: a record made with other settings is not reused."""
-        text = json.dumps([dataclasses.asdict(self) | {"budgets": None}, *parts], sort_keys=True, default=str)
+        # where the data lies is no setting of the comparison: records made from another checkout are reused
+        text = json.dumps([dataclasses.asdict(self) | {"budgets": None, "root": None}, *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -190,10 +194,18 @@ def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
 
 
 def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -> dict[str, Any]:
-    """One search through `nasprune fit`; its history, wall time and pick (best-reward episode)."""
-    root = work / "runs" / f"{method}_{budget:g}_{seed}"
+    """One search through `nasprune fit`; its history, wall time and pick (best-reward episode).
+
+    A search killed midway continues from its last update (`--ckpt_path last`: the CLI replays
+    nothing it trained); its run folder is named by the settings, so it never resumes another's."""
+    root = work / "runs" / f"{method}_{budget:g}_{seed}_{s.key(method, budget, seed)}"
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(yaml.safe_dump(search_config(s, method, budget)))
+    versions = list(root.glob("lightning_logs/version_*"))
+    resumable = [v for v in versions if (v / "checkpoints" / "last.ckpt").is_file()]
+    for version in versions:
+        if version not in resumable:  # killed before its first update's checkpoint: nothing to resume
+            shutil.rmtree(version)
     start = time.perf_counter()
     run([
         "fit", "-c", str(root / "config.yaml"),
@@ -203,44 +215,49 @@ def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         "--export.enabled=false",
+        *(["--ckpt_path=last"] if resumable else []),
     ])
     seconds = time.perf_counter() - start
     history = [json.loads(line) for line in max(root.glob("lightning_logs/version_*/history.jsonl"), key=os.path.getmtime).read_text().splitlines()]
+    if len(history) < s.evaluations:  # stopped early (a signal): no record, the next run resumes it
+        raise SystemExit(f"{method} at {budget:g} FLOPs, seed {seed}: stopped after {len(history)} of {s.evaluations} episodes; run again to resume")
+    if resumable:  # the wall time of the killed part is gone: count the evaluations' own time instead
+        seconds = max(seconds, sum(r.get("seconds", 0.0) for r in history if not r.get("cached")))
     ok = [r for r in history if "error" not in r and r["flops"] <= budget]
     if not ok:
         raise RuntimeError(f"{method} at {budget:g} FLOPs, seed {seed}: no episode delivered a network within the budget")
     pick = max(ok, key=lambda r: r["reward"])
     distinct = [r for r in history if not r.get("cached")]
     return {
-        "method": method, "budget": budget, "seed": seed, "seconds": seconds, "pick": {k: pick[k] for k in ("design", "design_str", "accuracy", "flops", "params", "reward")},
+        "method": method, "budget": budget, "seed": seed, "seconds": seconds, "resumed": bool(resumable), "pick": {k: pick[k] for k in ("design", "design_str", "accuracy", "flops", "params", "reward")},
         "episodes": len(history), "evaluations": len(distinct), "over_budget": sum(1 for r in history if r.get("flops", 0) > budget),
         "child_epochs": len(distinct) * (s.search_training.get("epochs", 3) + s.search_training.get("finetune_epochs", 1)),
         "history": [{k: r.get(k) for k in ("design", "design_str", "accuracy", "flops", "reward", "cached", "error_kind")} for r in history],
     }
 
 
-def uniformly_pruned(design: Design, budget: float, env: NasPruneEnv) -> Design | None:
+def uniformly_pruned(design: Design, budget: float, counter: FlopsCeiling) -> Design | None:
     """`design` with one prune ratio in every weighted layer: the smallest (by bisection) within
     `budget`; None when even one channel per layer is over it (the unpruned stem alone may be)."""
     def at(ratio: float) -> Design:
-        return Design(tuple(dataclasses.replace(layer, prune_ratio=ratio) if layer.width is not None else layer for layer in design.layers))
+        return dataclasses.replace(design, layers=tuple(dataclasses.replace(layer, prune_ratio=ratio) if layer.width is not None else layer for layer in design.layers))
 
-    if env.pruned_flops(at(0.0)) <= budget:
+    if counter.pruned_flops(at(0.0)) <= budget:
         return at(0.0)
     low = 0.0
     high = 1.0 - 1.0 / min(layer.width for layer in design.layers if layer.width is not None) - 1e-6  # one channel left in the narrowest
     for _ in range(30):
         mid = (low + high) / 2
-        low, high = (mid, high) if env.pruned_flops(at(mid)) > budget else (low, mid)
-    return at(high) if env.pruned_flops(at(high)) <= budget else None
+        low, high = (mid, high) if counter.pruned_flops(at(mid)) > budget else (low, mid)
+    return at(high) if counter.pruned_flops(at(high)) <= budget else None
 
 
-def prune_looser_pick(search: dict[str, Any], budget: float, env: NasPruneEnv) -> dict[str, Any]:
+def prune_looser_pick(search: dict[str, Any], budget: float, counter: FlopsCeiling) -> dict[str, Any]:
     """The looser search's best design that one ratio per layer brings within `budget`, pruned so:
     its pick, or where that cannot get there (a wide unpruned stem), the next best by reward."""
     ranked = sorted((r for r in search["history"] if r.get("design") and r.get("error_kind") is None), key=lambda r: -r["reward"])
     for rank, record in enumerate(ranked):
-        pruned = uniformly_pruned(Design.from_dict(record["design"]), budget, env)
+        pruned = uniformly_pruned(Design.from_dict(record["design"]), budget, counter)
         if pruned is not None:
             return {**search, "pick": {"design": pruned.to_dict(), "design_str": str(pruned), "looser_rank": rank}}
     return {**search, "pick": None, "reason": f"no design of the {search['budget']:g}-FLOPs search prunes uniformly to {budget:g} FLOPs"}
@@ -327,7 +344,7 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
         start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), "arch_only", looser, seed)
         if start is None:
             return None
-        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_env(s)), start["pick"]["design"], budget)
+        return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_counter(s, budget)), start["pick"]["design"], budget)
 
     for seed in s.search_seeds:
         for method in ("nasprune", "random", "arch_only", "arch_then_prune"):  # each search's final trainings right after it
@@ -343,9 +360,10 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
     return runs
 
 
-def flops_env(s: Settings) -> NasPruneEnv:
-    """A NasPrune env on the search space, for its pruned-FLOPs count (nothing is trained)."""
-    return NasPruneEnv(search_space=SearchSpace(**s.search_space), datamodule=datamodule(s), training=ChildTraining(**s.search_training))
+def flops_counter(s: Settings, budget: float) -> FlopsCeiling:
+    """The budget mask's count of a design's pruned FLOPs (on MNIST's 1×28×28 input), as the searches mask and
+    the env measures it (nothing is trained)."""
+    return FlopsCeiling(SearchSpace(**s.search_space), (1, 28, 28), 10, budget)
 
 
 def summary_rows(s: Settings, per_budget: dict[float, dict[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
@@ -385,6 +403,31 @@ def verdicts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def search_diagnostics(s: Settings, budget: float, records: Records, runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per searched method at `budget`, what its searches saw (validation only) next to what its
+    picks scored in the final trainings: why a method wins or loses, in numbers."""
+    out = []
+    for method in ("arch_only", "random", "nasprune"):
+        searches = [r for seed in s.search_seeds if (r := records.existing(f"search/{method}_{budget:g}_{seed}", method, budget, seed)) is not None]
+        if not searches:
+            continue
+        evaluated = [[h for h in r["history"] if not h.get("cached") and h.get("error_kind") is None] for r in searches]
+        done = runs[method]
+        out.append({
+            "method": method, "budget_flops": budget, "searches": len(searches),
+            "distinct_designs": statistics.fmean(len(e) for e in evaluated),
+            "episodes": statistics.fmean(r["episodes"] for r in searches),
+            "search_val_acc_mean": 100 * statistics.fmean(h["accuracy"] for e in evaluated for h in e),
+            "search_val_acc_top5": 100 * statistics.fmean(statistics.fmean(sorted(h["accuracy"] for h in e)[-5:]) for e in evaluated),
+            "search_flops_over_budget_median": statistics.median(h["flops"] / budget for e in evaluated for h in e),
+            "pick_search_val_acc": 100 * statistics.fmean(r["pick"]["accuracy"] for r in searches),
+            "pick_flops_over_budget": statistics.fmean(r["pick"]["flops"] / budget for r in searches),
+            "second_half_val_acc_mean": 100 * statistics.fmean(h["accuracy"] for e in evaluated for h in e[len(e) // 2 :]),
+            **({"final_val_acc": 100 * statistics.fmean(r["val_acc"] for r in done), "final_test_acc": 100 * statistics.fmean(r["test_acc"] for r in done)} if done else {}),
+        })
+    return out
+
+
 def front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """The (FLOPs, accuracy) points no other point beats on both (fewer FLOPs and higher accuracy)."""
     kept, best = [], float("-inf")
@@ -406,9 +449,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         mine = [r for r in rows if r["method"] == method]
         if not mine:
             continue
-        ax.errorbar([r["flops"] for r in mine], [r["test_acc_mean"] for r in mine], yerr=[r["test_acc_std"] for r in mine], fmt="o", capsize=3, label=method)
+        color = f"C{METHODS.index(method)}"  # a method keeps its colour whichever rows exist
+        ax.errorbar([r["flops"] for r in mine], [r["test_acc_mean"] for r in mine], yerr=[r["test_acc_std"] for r in mine], fmt="o", capsize=3, label=method, color=color)
         pareto = front([(r["flops"], r["test_acc_mean"]) for r in mine])
-        ax.plot([p[0] for p in pareto], [p[1] for p in pareto], "-", color=ax.lines[-1].get_color() if ax.lines else None, alpha=0.6)
+        ax.plot([p[0] for p in pareto], [p[1] for p in pareto], "-", color=color, alpha=0.6)
     for budget in sorted({r["budget_flops"] for r in rows}):
         ax.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("log")
@@ -421,14 +465,29 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], command: str, loads: list[float]) -> str:
+def searches_done(s: Settings, records: Records) -> tuple[int, int]:
+    """(searches recorded, searches the comparison needs): every searched method at every budget,
+    and `arch_only` at `LOOSER` × the largest for its sequential pipeline, per search seed."""
+    needed = {(m, float(b)) for b in s.budgets for m in ("arch_only", "random", "nasprune")} | {("arch_only", float(LOOSER * max(s.budgets)))}
+    done = sum(records.existing(f"search/{m}_{b:g}_{seed}", m, b, seed) is not None for m, b in needed for seed in s.search_seeds)
+    return done, len(needed) * len(s.search_seeds)
+
+
+def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]], diagnostics: list[dict[str, Any]], command: str,
+          loads: list[float], searches: tuple[int, int]) -> str:
+    finals = sum(r["n_runs"] for r in rows), len(s.budgets) * len(s.child_seeds) * (1 + (len(METHODS) - 1) * len(s.search_seeds))
+    complete = searches[0] == searches[1] and finals[0] == finals[1]
     lines = [
         "# nasprune against what a user would do instead (MNIST, FLOPs budgets)",
         "",
-        f"`{command}`",
+        f"Made by `{command}` (one budget: `--budget B`), rebuilt from its records by `{command} --report`. "
+        + ("Every record exists." if complete else
+           f"**Partial: {searches[0]} of {searches[1]} searches and {finals[0]} of {finals[1]} final trainings are recorded so far**; "
+           "the rows below are what exists (a row's `runs` says how many of its final trainings)."),
         "",
         f"Searches: NasPrune-v0 on {s.train_subset} training / {s.val_subset} validation MNIST images, {s.evaluations} child evaluations each "
-        f"({s.search_training}), seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`. "
+        f"({s.search_training}), {s.episodes_per_update} per update, seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`; "
+        f"the controller (`nasprune`, `arch_only`): {s.controller}. "
         f"Final: every delivered network trained again from scratch ({s.final}), child seeds {list(s.child_seeds)}, scored on MNIST's "
         "10,000 test images. Test accuracy: mean ± std over search seeds × child seeds. Search s: wall time per search; "
         "child-epochs: epochs the search spent training children. "
@@ -450,6 +509,24 @@ def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]],
             f"- {v['budget_flops']:,.0f} FLOPs: nasprune − {v['best_other']} (best other) = {v['diff']:+.2f} ± {v['se']:.2f} points "
             f"(SE of the difference){state}: {'ahead beyond the SE' if v['ahead_beyond_se'] else 'at least as accurate' if v['at_least_as_accurate'] else 'behind'}"
         )
+    if diagnostics:
+        lines += [
+            "",
+            "## What the searches saw (validation accuracy %, means over search seeds)",
+            "",
+            "distinct: designs trained per search; all / 2nd half / top 5: mean validation accuracy of its evaluations, of those in its "
+            "second half, of its five best; FLOPs/budget: median over its evaluations; pick: the best-reward design's search validation "
+            "accuracy and FLOPs/budget; final val / test: the pick retrained by the final pipeline.",
+            "",
+            "| budget FLOPs | method | distinct | all | 2nd half | top 5 | FLOPs/budget | pick | pick FLOPs/budget | final val | final test |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for d in sorted(diagnostics, key=lambda d: (d["budget_flops"], METHODS.index(d["method"]))):
+            final = f"{d['final_val_acc']:.2f} | {d['final_test_acc']:.2f}" if "final_val_acc" in d else "— | —"
+            lines.append(
+                f"| {d['budget_flops']:,.0f} | {d['method']} | {d['distinct_designs']:.0f} | {d['search_val_acc_mean']:.1f} | {d['second_half_val_acc_mean']:.1f} | "
+                f"{d['search_val_acc_top5']:.1f} | {d['search_flops_over_budget_median']:.2f} | {d['pick_search_val_acc']:.1f} | {d['pick_flops_over_budget']:.2f} | {final} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -461,7 +538,8 @@ def report(s: Settings, records: Records, work: Path, out: str, command: str) ->
     Path(out + ".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     if rows:
         plot(rows, Path(out + ".png"))
-    publish(table(s, rows, verdicts(rows), command, loads), out + ".md")
+    diagnostics = [d for b, runs in per_budget.items() for d in search_diagnostics(s, b, records, runs)]
+    publish(table(s, rows, verdicts(rows), diagnostics, command, loads, searches_done(s, records)), out + ".md")
     return rows
 
 
@@ -472,15 +550,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild the outputs from the records")
     parser.add_argument("--work", default="runs/versus", help="records and search runs (kept: a re-run continues)")
     parser.add_argument("--out", default="bench/results/versus")
+    parser.add_argument("--data-root", help="the folder holding MNIST/raw (default: ../shared/data from the project root)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    s = SCALES[args.scale]
+    s = SCALES[args.scale] if args.data_root is None else dataclasses.replace(SCALES[args.scale], root=args.data_root)
     for budget in args.budget or ():
         if budget not in s.budgets:
             parser.error(f"--budget {budget:g} is not a budget of scale {args.scale}: {list(s.budgets)}")
     work = Path(args.work) / args.scale
     records = Records(work / "records", s)
-    command = shlex.join(["python", "bench/versus.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "bench/versus.py", *(["--scale", args.scale] if args.scale != "full" else [])])
     if not args.report:
         for budget in args.budget or s.budgets:
             budget_runs(s, float(budget), records, work, make=True)

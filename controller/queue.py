@@ -11,6 +11,12 @@ finished episodes are handed back in index order.
 
 Episodes with one `evaluation_key` (one design, in an env with a cache) are evaluated once: the
 later ones wait for the first, then their decision copies answer them from the env's cache.
+
+An update waits for its last evaluation, so its episodes are dispatched longest first when the env
+estimates their costs (`evaluation_cost`): the costliest start at once and the cheap ones fill the
+gaps, rather than a costly child started last keeping every other worker idle at the update's end
+(the longest-processing-time-first rule). The order changes nothing but the timing: each episode's
+evaluation is its own replay, and finished episodes are still handed back in index order.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from nasprune.controller.agent import BatchAgent
 from nasprune.controller.episode import Episode
 from nasprune.controller.rollout import EnvSlots, play_episodes
 from nasprune.controller.vector import WorkerDiedError, exit_reason
-from nasprune.decisions import EVALUATION_KEY, PENDING
+from nasprune.decisions import EVALUATION_COST, EVALUATION_KEY, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ class Job:
     seed: int | None
     version: int  # the updates the sampling policy had made
     key: str | None = None  # its `evaluation_key`
+    cost: float = 0.0  # its `evaluation_cost` (0 when the env gives none)
     started: float = 0.0
     retried: bool = False  # its worker died once already
 
@@ -242,23 +249,24 @@ class EvaluationQueue:
             self._decisions.append(self._decision_env())
         episodes = play_episodes(EnvSlots(self._decisions[: len(seeds)]), agent, self.sampled, seeds)
         self.sampled += len(seeds)
-        for episode, seed in zip(episodes, seeds):
-            self._queue(Job(episode, seed, version))
+        fresh = [job for episode, seed in zip(episodes, seeds) if (job := self._queue(Job(episode, seed, version))) is not None]
+        self._pending.extend(sorted(fresh, key=lambda job: -job.cost))  # the costliest first; stable: index order among equals
         return episodes
 
-    def _queue(self, job: Job) -> None:
-        """Queue `job`'s evaluation; an episode its decision copy finished (a cache hit, a masked action) is done."""
+    def _queue(self, job: Job) -> Job | None:
+        """`job` when it is to be evaluated now. An episode its decision copy finished (a cache hit, a
+        masked action) is done; one whose key is being evaluated waits for that evaluation."""
         info = job.episode.info
         if not info.get(PENDING):
             self._done[job.episode.index] = (job.episode, job.version)
-            return
-        job.key = info.get(EVALUATION_KEY)
+            return None
+        job.key, job.cost = info.get(EVALUATION_KEY), float(info.get(EVALUATION_COST, 0.0))
         if job.key is None or job.key not in self._keys:
             if job.key is not None:
                 self._keys.add(job.key)
-            self._pending.append(job)
-        else:
-            self._held.setdefault(job.key, []).append(job)
+            return job
+        self._held.setdefault(job.key, []).append(job)
+        return None
 
     def idle(self) -> bool:
         """Whether a worker would wait: nothing is pending and a worker is free."""
@@ -302,4 +310,5 @@ class EvaluationQueue:
         self._keys.discard(job.key)
         for held in self._held.pop(job.key, []):
             held.episode.rewards[-1], held.episode.info = evaluate(self._decisions[0], held.seed, held.episode.actions)
-            self._queue(held)  # answered from the cache; or, after a failure the cache does not keep, the next to evaluate
+            if self._queue(held) is not None:  # not answered from the cache: a failure it does not keep; the next to evaluate
+                self._pending.append(held)

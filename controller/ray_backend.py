@@ -108,7 +108,11 @@ class RayActors:
         self.worker_ids = list(range(num_workers))
         self._next_worker_id = num_workers
         self.actors = [self._new_actor() for _ in range(num_workers)]
-        self.spaces_and_failure = cast(tuple[gym.Space, gym.Space, float], ray.get(self.actors[0].describe.remote()))
+        # every actor up before the first episode: a search's first update does not wait on actors still
+        # starting (Ray starts only about as many worker processes at once as the node has cores), and an
+        # env that cannot be made on a worker fails the search here
+        described = cast(list[tuple[gym.Space, gym.Space, float]], ray.get([actor.describe.remote() for actor in self.actors]))
+        self.spaces_and_failure = described[0]
 
     def _new_actor(self) -> ActorHandle:
         return EnvWorker.options(**self._actor_options).remote(*self._actor_args)  # type: ignore[attr-defined]  # @ray.remote makes an ActorClass; ray's hints keep the plain class
@@ -143,7 +147,10 @@ class RayPool(RayActors):
         self._running[self.actors[slot].evaluate.remote(job.seed, job.episode.actions)] = (slot, job)
 
     def wait(self) -> list[Outcome]:
-        ready, _ = ray.wait(list(self._running), num_returns=1)
+        """The evaluations finished by now, at least one: all that are done are taken in one pass, not one wait each."""
+        running = list(self._running)
+        ray.wait(running, num_returns=1)
+        ready, _ = ray.wait(running, num_returns=len(running), timeout=0)
         outcomes: list[Outcome] = []
         for ref in ready:
             slot, job = self._running.pop(ref)

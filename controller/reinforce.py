@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from gymnasium import spaces
 from gymnasium.vector.utils import concatenate, create_empty_array
 
@@ -100,6 +101,9 @@ class Reinforce(SearchStrategy):
 
     baseline: torch.Tensor  # the buffers registered in __init__
     recent_returns: torch.Tensor
+    best_return: torch.Tensor
+    since_best: torch.Tensor
+    restarts: torch.Tensor
 
     def __init__(
         self,
@@ -120,6 +124,8 @@ class Reinforce(SearchStrategy):
         risk_window: int = 0,
         update_epochs: PositiveCount = 1,
         clip_ratio: PositiveNumber = 0.2,
+        restart_patience: int = 0,
+        restart_flatten: float | None = None,
         recent_window: PositiveCount = 20,
     ) -> None:
         """
@@ -152,6 +158,15 @@ class Reinforce(SearchStrategy):
                 maximise PPO's clipped surrogate (Schulman et al. 2017) with the batch's sampling
                 probabilities as the old policy, so each evaluation serves several steps.
             clip_ratio: PPO's ε: how far π/π_old may move a step's probability within an update.
+            restart_patience: after this many episodes without a return above the best so far,
+                the next update starts from fresh weights, a fresh optimizer and an empty risk
+                window — a policy collapsed near a local optimum explores again, as local search
+                and evolution strategies restart (IPOP-CMA-ES, Auger & Hansen 2005). The designs
+                evaluated stay known: with `distinct_designs` none is sampled again. 0: never.
+            restart_flatten: at a restart, keep the weights but multiply the output layer (the
+                logits) by this factor in (0, 1) instead of drawing fresh weights: the policy keeps
+                its mode and spreads around it, varying every decision — a reheating rather than
+                a new start. None: fresh weights.
             recent_window: episodes averaged into `search/reward_recent`.
         """
         super().__init__(observation_space, action_space, recent_window)
@@ -163,6 +178,10 @@ class Reinforce(SearchStrategy):
             raise ConfigError("model.init_args.risk_seeking", f"must be in (0, 1], got {risk_seeking!r}")
         if risk_window < 0:
             raise ConfigError("model.init_args.risk_window", f"must be ≥ 0, got {risk_window!r}")
+        if restart_patience < 0:
+            raise ConfigError("model.init_args.restart_patience", f"must be ≥ 0, got {restart_patience!r}")
+        if restart_flatten is not None and not 0.0 < restart_flatten < 1.0:
+            raise ConfigError("model.init_args.restart_flatten", f"must be in (0, 1), got {restart_flatten!r}")
         if not 0.0 <= baseline_decay < 1.0:  # the CLI refuses it (its type); from Python the baseline would silently diverge
             raise ConfigError("model.init_args.baseline_decay", f"must be in [0, 1), got {baseline_decay!r}")
         if distinct_designs and not (isinstance(observation_space, spaces.Dict) and "action_mask" in observation_space.spaces):
@@ -173,6 +192,7 @@ class Reinforce(SearchStrategy):
         self.distinct_designs = distinct_designs
         self.risk_seeking, self.risk_window = risk_seeking, risk_window
         self.update_epochs, self.clip_ratio = update_epochs, clip_ratio
+        self.restart_patience, self.restart_flatten = restart_patience, restart_flatten
         assert observation_space is not None and action_space is not None  # the CLI links them from the data module
         self.designs = DesignTree()  # what was evaluated: masks the next samples with `distinct_designs`
         self.taken: set[Design] = set()  # designs sampled for the update being played (not evaluated yet)
@@ -183,6 +203,10 @@ class Reinforce(SearchStrategy):
         self.register_buffer("baseline", torch.empty(0))
         # the returns of the last `risk_window` episodes [episodes, steps], NaN past an episode's end
         self.register_buffer("recent_returns", torch.empty(0, 0))
+        # the best episode return so far, the episodes played since it was reached, the restarts made
+        self.register_buffer("best_return", torch.tensor(float("-inf")))
+        self.register_buffer("since_best", torch.tensor(0))
+        self.register_buffer("restarts", torch.tensor(0))
         # actions are sampled from a generator of their own (saved in checkpoints), so a resumed
         # search samples exactly what the uninterrupted one would, whatever else draws from
         # torch's global generator in between (Lightning does, when it starts a data loader).
@@ -327,8 +351,11 @@ class Reinforce(SearchStrategy):
         return (log_probs * valid).sum(dim=1).tolist()
 
     def training_step(self, dataloader_iter: Iterator) -> torch.Tensor:
+        if self.restart_patience and self.since_best >= self.restart_patience:
+            self._restart()  # before this update's episodes are played: the fresh policy plays them
         episodes, _, _ = next(dataloader_iter)  # played now, with the current weights
         n = len(episodes)
+        self._track_best(episodes)
         inputs = self._replay_inputs(episodes, unexplored=self.distinct_designs)
         log_probs, entropies = self._score(inputs)
         valid = inputs.valid
@@ -360,11 +387,44 @@ class Reinforce(SearchStrategy):
                 self.designs.add(episode.actions, episode.total_reward, (np.flatnonzero(obs["action_mask"]) for obs in episode.observations))
             self.taken.clear()
 
+        if self.restart_patience:
+            logged["restarts"] = self.restarts.float()
         self.log_search(episodes, baseline=baseline[0], **logged)  # the update's first step: the REINFORCE loss
         with torch.no_grad():
             decay = self.baseline_decay
             self.baseline[:steps] = decay * baseline + (1.0 - decay) * mean_returns
         return loss
+
+    def _track_best(self, episodes: Sequence[Episode]) -> None:
+        """The best return so far and the episodes since it was reached (`restart_patience`)."""
+        best = max(episode.total_reward for episode in episodes)
+        if best > self.best_return:
+            self.best_return.fill_(best)
+            self.since_best.zero_()
+        else:
+            self.since_best.add_(len(episodes))
+
+    def _restart(self) -> None:
+        """Fresh policy weights (drawn from the action sampler's generator, so a resumed search
+        restarts to the same weights) or flattened logits (`restart_flatten`), a fresh Adam
+        state, an empty risk window and baseline."""
+        if self.restart_flatten is not None:
+            with torch.no_grad():
+                self.policy.head.weight.mul_(self.restart_flatten)
+                self.policy.head.bias.mul_(self.restart_flatten)
+        else:
+            seed = int(torch.randint(2**62, (), generator=self.sampler).item())
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for module in self.policy.modules():
+                    if isinstance(module, (nn.Embedding, nn.Linear, nn.LSTMCell)):  # the policy's layers; each draws PyTorch's default init
+                        module.reset_parameters()
+        optimizer = cast(torch.optim.Optimizer, self.optimizers().optimizer)  # type: ignore[union-attr]  # one optimizer: a LightningOptimizer
+        optimizer.state.clear()
+        self.recent_returns = torch.empty(0, 0, device=self.device)
+        self.baseline = torch.empty(0, device=self.device)
+        self.since_best.zero_()
+        self.restarts.add_(1)
 
     def _advantages(self, returns: torch.Tensor, valid: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         """G_t − b_t, or the ranks, or their risk-seeking part; optionally normalised. [episodes, steps]"""

@@ -268,8 +268,8 @@ class PruneModelEnv(DecisionCopies, gym.Env):
         cached = timed_lookup(self.cache, key)
         if cached is not None:
             return float(cached["reward"]), cached
-        if self.deciding:
-            return self.pending(key if self.cache is not None else None)
+        if self.deciding:  # its cost: the pruned net's FLOPs (counted from the groups: no net is built), what fine-tuning it costs
+            return self.pending(key if self.cache is not None else None, self.groups.flops(ratios))
         start = time.perf_counter()
         label = " ".join(f"{name.removeprefix('model.')}={r:g}" for name, r in named.items())
         info: dict[str, Any] = {"ratios": named, "design_str": label}

@@ -190,7 +190,8 @@ def test_risk_seeking_advantages_keep_the_best_of_the_batch_or_of_the_recent_win
     assert torch.allclose(centred_ranks(torch.tensor([[5.5]]), torch.ones(1, 1), torch.tensor([[5.0], [6.0], [7.0], [5.5]]), torch.ones(4, 1)),
                           torch.tensor([[-1 / 6]]))
     # (update_epochs and clip_ratio are refused by the CLI's typing: `test_faults`)
-    for key, kwargs in (("risk_seeking", {"risk_seeking": 0.0}), ("risk_window", {"risk_window": -1})):
+    for key, kwargs in (("risk_seeking", {"risk_seeking": 0.0}), ("risk_window", {"risk_window": -1}), ("restart_patience", {"restart_patience": -1}),
+                        ("restart_flatten", {"restart_flatten": 1.0})):
         with pytest.raises(ConfigError, match=f"model.init_args.{key}"):
             Reinforce(spaces.Discrete(2), spaces.Discrete(2), **kwargs)
 

@@ -211,8 +211,10 @@ def test_a_short_controller_run_finds_the_unique_best_row(repo: Path, table: Pat
             # reward is 10.0 to 20.0 points above the first's (the learning check below).
             "--seed_everything=3",
             # the learning check reads what a converged policy samples; with distinct designs it
-            # samples new, lesser designs once the best ones of this small table are known
+            # samples new, lesser designs once the best ones of this small table are known, and a
+            # restart spreads the policy again once nothing better turns up
             "--model.init_args.distinct_designs=false",
+            "--model.init_args.restart_patience=0",
             f"--trainer.default_root_dir={tmp_path}",
             "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false",

@@ -137,6 +137,24 @@ def test_the_hard_budget_mask_never_lets_an_episode_end_over_it(tiny_env: PruneM
         assert info["reward"] == reward
 
 
+def test_a_decision_copy_tells_the_queue_the_child_s_flops_as_its_cost(tiny_env: PruneModelEnv) -> None:
+    """The estimate a work queue orders evaluations by is the pruned child's FLOPs, as its evaluation then counts them."""
+    from nasprune.controller.queue import evaluate
+    from nasprune.decisions import EVALUATION_COST
+
+    decisions = tiny_env.decision_env()
+    rng = np.random.default_rng(1)
+    obs, _ = tiny_env.reset(seed=4)
+    actions: list[int] = []
+    done = False
+    while not done:
+        actions.append(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+        obs, _, done, _, info = tiny_env.step(actions[-1])
+    tiny_env.cache.entries.clear()  # forget it: the decision copy must leave it pending
+    _, pending = evaluate(decisions, 4, actions)
+    assert pending[EVALUATION_COST] == info["flops"] > 0
+
+
 def test_a_ratio_that_empties_a_group_and_a_diverging_fine_tune_are_penalised(tiny_checkpoint: Path) -> None:
     env = PruneModelEnv(model=TINY, checkpoint=str(tiny_checkpoint), ratios=[0.0, 1.0], training={"finetune_epochs": 0}, failure_reward=-2.0)
     env.reset(seed=0)

@@ -3,12 +3,14 @@ optimum found, masks respected, runs reproducible and resumable, bad settings re
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 
 import toy_envs  # noqa: F401  (registers ChainMask-v0)
 from nasprune.records import read_history
@@ -16,6 +18,7 @@ from nasprune.cli import main
 from nasprune.config import ConfigError
 from nasprune.controller import Episode, EpisodeDataModule, LocalSearch, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
 from nasprune.controller.design_tree import DesignTree
+from nasprune.envs.nasbench201_env import actions_to_arch
 from test_nasbench201 import BEST, write_table
 from test_resume import kill_at_random_moment, resume, run_dir, tabular_args, without_timing
 
@@ -182,6 +185,63 @@ def test_the_controller_takes_no_masked_action_and_no_repeat_with_distinct_desig
             if design in batch[:k]:  # within an update, only once every allowed last decision is taken
                 last = played[8 * update + k].observations[-1]["action_mask"]
                 assert all(design[:-1] + (a,) in designs[: 8 * update + k] for a in np.flatnonzero(last))
+
+
+def test_restart_patience_redraws_a_stalled_policy_and_keeps_its_designs(tmp_path: Path) -> None:
+    # every design scores the same: the first update reaches the best return and none beats it
+    rows = [[i, actions_to_arch(d), 50.0, 53.0, 58.0, 1.0, 3.0] for i, d in enumerate(itertools.product((1, 2, 3), repeat=6))]
+    flat = write_table(tmp_path / "flat.csv", rows=rows)
+    pl.seed_everything(0)
+    data = EpisodeDataModule("nasprune/NasBench201-v0", {"table": str(flat)}, episodes_per_update=8, num_envs=8)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.03, rank_advantages=True, distinct_designs=True, restart_patience=16)
+    played: list[Episode] = []
+    moves: list[float] = []  # per update, the largest change of a policy weight
+
+    class Watch(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            self.before = [p.detach().clone() for p in model.policy.parameters()]
+
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            moves.append(max((p.detach() - b).abs().max().item() for p, b in zip(model.policy.parameters(), self.before)))
+
+        def on_episode_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, episode: Episode) -> None:
+            played.append(episode)
+
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Watch()])
+    trainer.fit(model, datamodule=data)
+    # 16 episodes without a better return after updates 3, 5, 7 and 9 (1-based): the next one starts afresh
+    assert int(model.restarts) == 4 and int(model.since_best) == 8
+    redrawn = [update for update, move in enumerate(moves) if move > 0.3]
+    assert redrawn == [3, 5, 7, 9]
+    assert max(move for update, move in enumerate(moves) if update not in redrawn) < 0.1  # an Adam step moves a weight by about lr
+    assert len({tuple(ep.actions) for ep in played}) == 80  # the evaluated designs stay known: none is sampled twice
+
+
+def test_restart_flatten_scales_the_logits_and_keeps_the_rest_of_the_policy(tmp_path: Path) -> None:
+    rows = [[i, actions_to_arch(d), 50.0, 53.0, 58.0, 1.0, 3.0] for i, d in enumerate(itertools.product((1, 2, 3), repeat=6))]
+    flat = write_table(tmp_path / "flat.csv", rows=rows)
+    pl.seed_everything(0)
+    data = EpisodeDataModule("nasprune/NasBench201-v0", {"table": str(flat)}, episodes_per_update=8, num_envs=8)
+    model = Reinforce(data.observation_space, data.action_space, lr=0.03, rank_advantages=True, distinct_designs=True, restart_patience=16, restart_flatten=0.25)
+    before: dict[int, dict[str, torch.Tensor]] = {}
+    after: dict[int, dict[str, torch.Tensor]] = {}
+
+    class Watch(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object, batch_idx: int) -> None:
+            before[trainer.global_step] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+        def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+            after[trainer.global_step - 1] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+    trainer = pl.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[Watch()])
+    trainer.fit(model, datamodule=data)
+    assert int(model.restarts) == 2  # at the start of updates 4 and 6 (1-based), as with fresh weights
+    step = 0.031  # Adam moves a weight by about lr (0.03) in a step
+    for update in range(6):
+        scale = 0.25 if update in (3, 5) else 1.0
+        for name, value in before[update].items():
+            expected = value * scale if name.startswith("head.") else value
+            assert (after[update][name] - expected).abs().max() <= step, (update, name)
 
 
 def test_distinct_designs_needs_an_action_mask() -> None:

@@ -61,7 +61,9 @@ def test_each_method_delivers_within_budget_and_only_the_final_score_reads_test(
         assert 0.0 <= row["test_acc_mean"] <= 100.0
     assert test_reads and all(test_reads)  # the test split is read, and only by the final scoring
     assert out.with_suffix(".png").stat().st_size > 0
-    assert "| 100,000 | nasprune |" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "| 100,000 | nasprune |" in md
+    assert "## What the searches saw" in md and md.count("| 100,000 | nasprune | 2 |") == 1  # two distinct designs evaluated
 
     # resumable: a second run makes nothing again; a removed record is the only one remade
     records = tmp_path / "work" / "tiny" / "records"
@@ -72,3 +74,12 @@ def test_each_method_delivers_within_budget_and_only_the_final_score_reads_test(
     after = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
     assert set(after) == set(before)
     assert [p for p in after if after[p] != before.get(p)] == [victim]
+
+    # a search whose record is lost (killed after its last update) continues its own run: nothing is trained again
+    search = records / "search" / "nasprune_100000_0.json"
+    first = json.loads(search.read_text())
+    search.unlink()
+    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    again = json.loads(search.read_text())
+    assert again["resumed"] and again["pick"] == first["pick"] and again["history"] == first["history"]
+    assert len(list((tmp_path / "work" / "tiny" / "runs").glob("nasprune_100000_0_*/lightning_logs/version_*"))) == 1

@@ -69,7 +69,8 @@ gym.register(id="ReportWorker-v0", entry_point=ReportWorkerEnv)
 class CostlyDesignsEnv(DecisionCopies, gym.Env):
     """Three decisions of three choices; the last step "trains" the design for a time its first
     decision sets (10, 50 or 90 ms: children of very different costs) and caches the result by
-    design, as `NasPruneEnv` does. Its reward depends on the design and on the episode's seed."""
+    design, as `NasPruneEnv` does. Its reward depends on the design and on the episode's seed; its
+    decision copies tell the queue each design's cost (its time)."""
 
     metadata = {"render_modes": []}
     observation_space = gym.spaces.Dict({"step": gym.spaces.Discrete(4), "action_mask": gym.spaces.MultiBinary(3)})
@@ -100,8 +101,8 @@ class CostlyDesignsEnv(DecisionCopies, gym.Env):
         cached = self.cache.lookup(design)
         if cached is not None:
             return self._observation(), float(cached["reward"]), True, False, cached
-        if self.deciding:
-            reward, info = self.pending(design)
+        if self.deciding:  # the queue is told the cost: the costliest designs go first
+            reward, info = self.pending(design, self.seconds[self._actions[0]])
             return self._observation(), reward, True, False, info
         time.sleep(self.seconds[self._actions[0]])
         info = {"design": design, "reward": sum(self._actions) + noise}

@@ -5,8 +5,11 @@ before the last step is a function of the reset seed and the actions so far, and
 step evaluates the design. Such an env opts in with one method, `decision_env()`: a cheap copy
 of itself that plays the same decision steps and, at the last one, ends the episode *without*
 evaluating it — reward 0 and `info[PENDING] = True`, plus `info[EVALUATION_KEY]` (the key its
-evaluation cache keeps the design under) when it has a cache. A design the cache already holds
-is answered at once, as a real last step.
+evaluation cache keeps the design under) when it has a cache, and optionally
+`info[EVALUATION_COST]`: an estimate of what evaluating it costs (any unit, e.g. the child's
+FLOPs; compared only with the costs of other designs of the same env), which lets a work queue
+start the costliest evaluations of an update first. A design the cache already holds is answered
+at once, as a real last step.
 
 The evaluation itself needs no new method: the env replays the episode — `reset(seed=...)`, then
 `step` through its actions — and the last step's reward and info are the episode's. So a
@@ -23,6 +26,7 @@ from typing import Any, Self
 
 PENDING = "pending_evaluation"  # in the last step's info of a decision copy: the design is not evaluated yet
 EVALUATION_KEY = "evaluation_key"  # with it: the cache key of the design (episodes with one key are evaluated once)
+EVALUATION_COST = "evaluation_cost"  # optionally with it: the evaluation's estimated cost (the costliest start first)
 
 
 class DecisionCopies:
@@ -42,6 +46,12 @@ class DecisionCopies:
         decisions.deciding = True
         return decisions
 
-    def pending(self, key: str | None) -> tuple[float, dict[str, Any]]:
-        """The last step's reward and info of a decision copy: the evaluation is left to a worker."""
-        return 0.0, {PENDING: True} if key is None else {PENDING: True, EVALUATION_KEY: key}
+    def pending(self, key: str | None, cost: float | None = None) -> tuple[float, dict[str, Any]]:
+        """The last step's reward and info of a decision copy: the evaluation is left to a worker
+        (`cost`: its estimated cost, when the env can tell before evaluating)."""
+        info: dict[str, Any] = {PENDING: True}
+        if key is not None:
+            info[EVALUATION_KEY] = key
+        if cost is not None:
+            info[EVALUATION_COST] = float(cost)
+        return 0.0, info
