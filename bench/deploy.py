@@ -1,8 +1,7 @@
 """Ship it small: float vs static int8 in ONNX Runtime, and the search with per-layer bit-widths vs without.
 
 Part 1, float vs int8: the fixed 4-layer design of `bench/pruning_pays.py` pruned at 0.5 (trained as
-there) and the best design of the first search of each variant of part 2 (retrained as below, first
-child seed). Each is exported to ONNX and statically quantized to int8 (`nasprune.child.deploy`: QDQ,
+there) and the best design of every search of part 2 (retrained as below, first child seed). Each is exported to ONNX and statically quantized to int8 (`nasprune.child.deploy`: QDQ,
 per-channel int8 weights, uint8 activations calibrated on `--calibration` training images). Both files
 are measured in ONNX Runtime: accuracy on the 10,000 MNIST test images, file size, and latency at
 batch 1 and 64 on `--threads` threads — float and int8 timed in alternating rounds (median of
@@ -18,9 +17,13 @@ per search, per search seed. The best design within the window (by search reward
 
 Every search, retraining and deployment is kept in `bench/results/deploy.json` (beside the markdown,
 under a key of the settings), so a killed run continues where it stopped; `--report` writes the
-table of whatever is there without measuring.
+table of whatever is there without measuring. Slices (`--seeds`, `--variants`, `--no-fixed`) run in
+parallel processes add their parts to the same file.
 
-    OMP_NUM_THREADS=1 flock /work/heavy.lock python bench/deploy.py    # ≈ 60 min of one free core
+    OMP_NUM_THREADS=1 python bench/deploy.py    # ≈ 60 min of one free core
+    for s in 0 1; do for v in bits float; do                  # or four processes, then --report
+      OMP_NUM_THREADS=1 python bench/deploy.py --seeds $s --variants $v $([ $s$v = 0bits ] || echo --no-fixed) &
+    done; done; wait
     python bench/deploy.py --report
 """
 
@@ -28,9 +31,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -49,11 +55,14 @@ from nasprune.child.quantize import size_bits
 from nasprune.child.deploy import calibration_images, runtime_accuracy, runtime_latency_ms, runtime_name, session, write_float_and_int8
 from nasprune.config import instantiate
 from nasprune.export import held_out_accuracy
+from nasprune.files import atomic_write
 from pruning_pays import STEM_WIDTH, design  # bench/ scripts import each other
 from publish import publish
 from ratio_search import search
 
 BATCHES = (1, 64)
+# --variants key: (name in the results and tables, the search space's bit-width choices; []: float layers)
+VARIANTS = {"bits": ("bits [8, 4]", [8, 4]), "float": ("no bits (float)", [])}
 
 
 def float_vs_int8(net: nn.Module, datamodule: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -91,41 +100,60 @@ def deploy_lines(name: str, rows: dict[str, dict[str, Any]]) -> tuple[list[str],
     return lines, met
 
 
+def config_env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The config's env settings with its datamodule reading `--root`, so every part of the benchmark reads one copy of MNIST."""
+    env_kwargs: dict[str, Any] = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
+    env_kwargs["datamodule"]["init_args"]["root"] = args.root
+    return env_kwargs
+
+
 def searched(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -> list[dict]:
-    """One search of `args.config` with the bit-width choices `bits` ([]: float layers)."""
+    """One search of `args.config` with the bit-width choices `bits` ([]: float layers), run under `root`:
+    a search killed after its first controller update continues from its last checkpoint there."""
+    resume = any((root / "run").glob("lightning_logs/version_*/checkpoints/last.ckpt"))
+    if not resume:
+        shutil.rmtree(root, ignore_errors=True)  # nothing to continue: a fresh run, not a second version_N
     settings = yaml.safe_load(Path(args.config).read_text())
+    settings["data"]["env_kwargs"] = config_env_kwargs(args)
     settings["data"]["env_kwargs"]["search_space"]["bits"] = bits
     settings["data"]["env_kwargs"]["mask_budget"] = args.mask_budget
     root.mkdir(parents=True, exist_ok=True)
     config = root / "search.yaml"
     config.write_text(yaml.safe_dump(settings))
-    return search(str(config), seed, args.updates, args.target, args.tolerance, root / "run")
+    return search(str(config), seed, args.updates, args.target, args.tolerance, root / "run", resume)
 
 
 class Results:
     """The benchmark's measurements, kept in a JSON beside the markdown under a key of the settings that
-    made them, so a killed run continues where it stopped and changed settings start afresh."""
+    made them, so a killed run continues where it stopped and changed settings start afresh. Several
+    processes may share the file (one per `--seeds`/`--variants` slice): each part is added to what the
+    file holds at that moment, under a lock, so none overwrites another's parts."""
 
     def __init__(self, path: Path, settings: dict[str, Any]) -> None:
         self.path = path
         self.key = json.dumps(settings, sort_keys=True)
-        self.all = json.loads(path.read_text()) if path.exists() else {}
-        self.mine: dict[str, Any] = self.all.setdefault(self.key, {})
+        self.mine: dict[str, Any] = self._read().get(self.key, {})
+
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get(self, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if name not in self.mine:
             start = time.perf_counter()
             self.mine[name] = {**compute(), "seconds": time.perf_counter() - start, "load": os.getloadavg()[0]}
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.all, indent=1))
+            with self.path.with_suffix(".lock").open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                everything = self._read()
+                everything.setdefault(self.key, {})[name] = self.mine[name]
+                atomic_write(self.path, json.dumps(everything, indent=1))
         return self.mine[name]
 
 
-def search_entry(args: argparse.Namespace, bits: list[int], seed: int) -> dict[str, Any]:
+def search_entry(args: argparse.Namespace, bits: list[int], seed: int, root: Path) -> dict[str, Any]:
     """A search: how many episodes landed in the window, and the best design within it (by search reward)."""
     low, high = (1 - args.tolerance) * args.target, (1 + args.tolerance) * args.target
-    with tempfile.TemporaryDirectory() as tmp:
-        history = searched(args, bits, seed, Path(tmp))
+    history = searched(args, bits, seed, root)
     within = [h for h in history if low <= h.get("size_bits", -1) <= high]
     entry: dict[str, Any] = {"episodes": len(history), "within": len(within), "distinct": len({h["design_str"] for h in history if "design_str" in h})}
     if within:
@@ -137,7 +165,7 @@ def search_entry(args: argparse.Namespace, bits: list[int], seed: int) -> dict[s
 def retrain_entry(args: argparse.Namespace, design_dict: dict[str, Any], child_seed: int, deploy: bool) -> dict[str, Any]:
     """A searched design trained again on `--final-train-subset` images and scored on the test split;
     with `deploy`, also measured as float and int8."""
-    env_kwargs = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
+    env_kwargs = config_env_kwargs(args)
     datamodule_config = copy.deepcopy(env_kwargs["datamodule"])
     datamodule_config["init_args"]["train_subset"] = args.final_train_subset
     final_data = instantiate(datamodule_config, MNISTDataModule, "datamodule")
@@ -206,10 +234,10 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="../shared/data")
+    parser.add_argument("--root", default="../shared/data", help="the MNIST folder of every part (replaces the config's datamodule root)")
     parser.add_argument("-c", "--config", default="configs/mnist_bits.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="search seeds")
-    parser.add_argument("--updates", type=int, default=8, help="controller updates per search (× episodes_per_update episodes)")
+    parser.add_argument("--updates", type=int, default=4, help="controller updates per search (× episodes_per_update episodes)")
     parser.add_argument("--target", type=int, default=500_000, help="the size_bits budget of both searches")
     parser.add_argument("--tolerance", type=float, default=0.25)
     parser.add_argument("--mask-budget", action=argparse.BooleanOptionalAction, default=True, help="the env's mask_budget in both searches")
@@ -221,41 +249,56 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per round")
     parser.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads (1 on a shared machine)")
     parser.add_argument("--out", default="bench/results/deploy.md")
+    parser.add_argument("--work", default="runs/deploy", help="the searches' run folders (checkpoints to continue a killed search)")
     parser.add_argument("--report", action="store_true", help="only the table of what the results file holds; measure nothing")
+    parser.add_argument(
+        "--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS),
+        help="measure only these searches (a slice, for parallel processes sharing the results file; a slice writes no table)",
+    )
+    parser.add_argument("--fixed", action=argparse.BooleanOptionalAction, default=True, help="measure the fixed 4-layer design")
     parser.add_argument("--structure", action="store_true", help="only float vs int8 size and speed by design structure (no training)")
     args = parser.parse_args()
+    args.root = str(Path(args.root).resolve())  # one folder, one key in the results, from any checkout
     torch.set_num_threads(args.threads)
     if args.structure:
         structure_table(args)
         return
 
-    settings = {key: value for key, value in vars(args).items() if key not in ("out", "report", "seeds", "child_seeds")}
+    slicing = ("out", "work", "report", "seeds", "child_seeds", "variants", "fixed")  # what a run measures, not how
+    settings = {key: value for key, value in vars(args).items() if key not in slicing}
     settings["config"] = Path(args.config).read_text()
     results = Results(Path(args.out).with_suffix(".json"), settings)
-    variants = {"bits [8, 4]": [8, 4], "no bits (float)": []}
+    # The fixed design depends on none of the searches' settings: its record is kept under the few it does depend on.
+    fixed_results = Results(results.path, {key: settings[key] for key in ("root", "calibration", "rounds", "repeats", "threads")})
+    work = Path(args.work) / hashlib.sha256(results.key.encode()).hexdigest()[:12]
+    variants = {name: bits for key, (name, bits) in VARIANTS.items()}
+    chosen = {VARIANTS[key][0] for key in args.variants}
 
-    def measured(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-        return results.mine.get(name) if args.report else results.get(name, compute)
+    def measured(name: str, compute: Callable[[], dict[str, Any]], wanted: bool = True) -> dict[str, Any] | None:
+        return results.get(name, compute) if wanted and not args.report else results.mine.get(name)
 
-    # Part 1 first (the first search, its deployed best design, the fixed design), then one retraining of every
-    # search's best, then the further child seeds: a run stopped early has the most balanced table it can.
+    # The fixed design first (it needs no search), then every search with one retraining (deployed) of its best,
+    # then the further child seeds: a run stopped early has the most balanced table it can.
+    wanted = args.fixed and not args.report
+    fixed = fixed_results.get("fixed 4-layer design", lambda: fixed_design(args)) if wanted else fixed_results.mine.get("fixed 4-layer design")
     jobs = [(seed, name) for seed in args.seeds for name in variants]
     searches: dict[tuple[int, str], dict[str, Any] | None] = {}
     tests: dict[tuple[int, str], list[dict[str, Any]]] = {job: [] for job in jobs}
-    fixed = None
     for index, child_seed in enumerate(args.child_seeds):
         for seed, name in jobs:
             if index == 0:
-                searches[seed, name] = measured(f"search {seed} {name}", lambda: search_entry(args, variants[name], seed))
+                searches[seed, name] = measured(
+                    f"search {seed} {name}", lambda: search_entry(args, variants[name], seed, work / f"search_{seed}_{'bits' if variants[name] else 'float'}"), name in chosen
+                )
             found = searches[seed, name]
             if found is None or "best" not in found:
                 continue
-            deploy = index == 0 and seed == args.seeds[0]
-            retrained = measured(f"retrain {seed} {name} {child_seed}", lambda: retrain_entry(args, found["best"]["design"], child_seed, deploy))
+            deploy = index == 0
+            retrained = measured(
+                f"retrain {seed} {name} {child_seed}", lambda: retrain_entry(args, found["best"]["design"], child_seed, deploy), name in chosen
+            )
             if retrained is not None:
                 tests[seed, name].append(retrained)
-            if fixed is None and (seed, name) == jobs[0]:
-                fixed = measured("fixed 4-layer design", lambda: fixed_design(args))
     done = [entry for entry in (fixed, *searches.values(), *(t for ts in tests.values() for t in ts)) if entry is not None]
     minutes = sum(entry["seconds"] for entry in done) / 60
     loads = [entry["load"] for entry in done]
@@ -289,7 +332,13 @@ def main() -> None:
             f"| {seed} | {name} | {share} | `{best['design_str'].replace(' | ', ' → ')}` | {best['size_bits']:,} | {best['params']:,} | "
             f"{100 * best['accuracy']:.2f} | {retrained_text} |"
         )
-    means = {name: (f"{mean_std(v)}% over {len(v)} retrainings" if v else "no design in the window") for name, v in accuracies.items()}
+    def mean_text(name: str) -> str:
+        if accuracies[name]:
+            return f"{mean_std(accuracies[name])}% over {len(accuracies[name])} retrainings"
+        run = [entry for (_, variant), entry in searches.items() if variant == name and entry is not None]
+        return "no design in the window" if run else "not run yet"
+
+    means = {name: mean_text(name) for name in variants}
 
     command = "OMP_NUM_THREADS=1 python " + shlex.join(sys.argv)
     training = yaml.safe_load(Path(args.config).read_text())["data"]["env_kwargs"]
@@ -324,7 +373,8 @@ def main() -> None:
         "Mean retrained test accuracy: " + "; ".join(f"{name}: **{text}**" for name, text in means.items()) + ".",
         "",
     ]
-    publish("\n".join(lines), args.out)
+    if args.report or chosen == set(variants):
+        publish("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def pruned_flops(design: Design, datamodule: ChildDataModule, stem_width: int) -
     return count_flops(prune_child(net, datamodule.input_shape), datamodule.input_shape)
 
 
-def search(config: str, seed: int, updates: int, target: int, tolerance: float, root: Path) -> list[dict]:
-    """One search through the CLI on a copy of `config` with the reward's target and window set.
+def search(config: str, seed: int, updates: int, target: int, tolerance: float, root: Path, resume: bool = False) -> list[dict]:
+    """One search through the CLI on a copy of `config` with the reward's target and window set;
+    with `resume`, the killed search under `root` continues from its last checkpoint.
 
     (A copy, because a dotted override into `env_kwargs`, a plain dict, would replace the reward.)
     """
@@ -71,6 +72,7 @@ def search(config: str, seed: int, updates: int, target: int, tolerance: float, 
         f"--trainer.default_root_dir={root}",
         "--trainer.enable_progress_bar=false",
         "--export.enabled=false",  # the search alone: no final training of its best design
+        *(["--ckpt_path=last"] if resume else []),
     ])
     (history,) = root.glob("lightning_logs/version_*/history.jsonl")
     return [json.loads(line) for line in history.read_text().splitlines()]
