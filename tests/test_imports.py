@@ -65,9 +65,11 @@ def loaded_after(imports: str) -> list[str]:
 @pytest.mark.parametrize("module", ["nasprune.controller.policy", "nasprune.controller"])
 def test_the_controller_does_not_load_the_nas_env_stack(module: str) -> None:
     # torchvision comes with Lightning itself (torchmetrics imports it when installed): the
-    # controller adds nothing to what `import pytorch_lightning` loads
-    assert loaded_after(f"import {module}") == loaded_after("import pytorch_lightning, gymnasium")
-    assert "torch_pruning" not in loaded_after(f"import {module}")
+    # controller adds nothing to what `import pytorch_lightning` loads (a module that needs no
+    # Lightning may load less)
+    loaded = loaded_after(f"import {module}")
+    assert set(loaded) <= set(loaded_after("import pytorch_lightning, gymnasium"))
+    assert not {"torch_pruning", "sklearn", "nasprune.envs", "nasprune.child"} & set(loaded)
 
 
 def test_importing_only_nasprune_envs_registers_its_ids() -> None:
