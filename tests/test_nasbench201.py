@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -183,19 +182,17 @@ def test_the_cli_reports_a_bad_table_path_as_one_line(repo: Path, tmp_path: Path
     assert lines == [f"nasprune: error: data.env_kwargs.table: {missing}: no such file"]
 
 
-def test_loading_is_fast_and_episodes_are_cheap(tmp_path: Path) -> None:
+def test_the_full_size_table_loads_and_plays(tmp_path: Path) -> None:
+    """A table as large as the real one (its speed is measured by bench/search_efficiency.py, not here)."""
     full = write_table(tmp_path / "full.csv", ops=tuple(range(5)))  # 15,625 rows, like the real table
-    start = time.perf_counter()
     table = NasBench201Table.load(full, numeric_columns=["valid_acc_12ep"])
-    assert time.perf_counter() - start < 1.0
     assert len(table.rows) == 5**6 and len(table.masks) == sum(5**t for t in range(6))
     env = gym.make("nasprune/NasBench201-v0", table=str(full)).unwrapped
-    start = time.perf_counter()
-    for _ in range(500):
+    for _ in range(50):
         env.reset()
         for action in BEST:
-            env.step(action)
-    assert (time.perf_counter() - start) / 500 < 1e-3
+            *_, terminated, _, info = env.step(action)
+        assert terminated and "arch" in info
 
 
 def test_a_short_controller_run_finds_the_unique_best_row(repo: Path, table: Path, tmp_path: Path) -> None:
