@@ -30,9 +30,11 @@ sys.meta_path.insert(0, NoNasprune())
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_ray() -> Iterator[None]:
-    """One local Ray for the module, with 3 (logical) CPUs: one per worker of the 3-worker tests; its session files and auth token in a temporary HOME."""
+    """One local Ray for the test session (a second `ray.init` in one process timed out waiting for
+    its GCS server), with 3 (logical) CPUs: one per worker of the 3-worker tests; its session files
+    and auth token in a temporary HOME."""
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
     saved = {key: os.environ.get(key) for key in ("HOME", "RAY_TMPDIR")}
     os.environ.update(HOME=temp, RAY_TMPDIR=temp)
