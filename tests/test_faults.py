@@ -391,6 +391,14 @@ def slow(self):
     time.sleep(4)
     return version
 TensorBoardLogger._get_next_version = slow
+# The search holds its directory a while longer, so that the other has met the lock by then however
+# late it started (on a loaded machine one interpreter can start seconds after the other).
+from nasprune.lock import RunLock
+real_release = RunLock.release
+def slow_release(self):
+    time.sleep(12)
+    real_release(self)
+RunLock.release = slow_release
 """
 
 
