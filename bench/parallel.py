@@ -68,11 +68,13 @@ def start_ray(num_cpus: int) -> Callable[[], None]:
     """A local Ray whose session files stay in a temporary HOME; its actors can import `bench/` modules."""
     import ray
 
+    from nasprune.controller.ray_backend import LOCAL_RAY_CONFIG
+
     temp = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must stay under 108 bytes
     os.environ.update(HOME=temp, RAY_AUTH_MODE="disabled")
     for attempt in range(3):  # Ray gives its raylet 30 s to register (hard-coded): on a loaded machine it may need another try
         try:
-            ray.init(num_cpus=num_cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=num_cpus, _temp_dir=temp, include_dashboard=False, log_to_driver=False, _system_config=LOCAL_RAY_CONFIG,
                      runtime_env={"env_vars": {"PYTHONPATH": str(BENCH), "RAY_AUTH_MODE": "disabled"}})  # fmt: skip
             break
         except Exception as err:  # Ray raises a bare Exception for it

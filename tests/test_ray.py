@@ -63,3 +63,27 @@ def test_dead_workers_are_retried_once_then_penalised_and_the_search_goes_on(loc
     assert [e.worker for e in second] == [4, 2, 4, 2]
     assert [e.worker for e in third] == [5, 2, 5, 2]
     data.teardown("fit")
+
+
+NICENESS_OF_A_WORKER = """
+import os, tempfile
+os.environ.update(HOME=tempfile.mkdtemp(prefix="ray"), RAY_AUTH_MODE="disabled")
+import ray
+from nasprune.controller.ray_backend import RayActors
+actors = RayActors(1, "CartPole-v1")
+pid = ray.get(actors.actors[0].pid.remote())
+print(os.nice(0), int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16]))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_the_ray_a_search_starts_runs_its_workers_at_the_search_priority() -> None:
+    """Ray's default nice 15 would hand a child's core to whatever else runs on the machine."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", NICENESS_OF_A_WORKER], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    search, worker = map(int, done.stdout.split())
+    assert worker == search
