@@ -70,8 +70,8 @@ def float_vs_int8(net: nn.Module, datamodule: Any, args: argparse.Namespace) -> 
     """Both ONNX files of `net`: test accuracy, bytes, and latency per batch size in alternating rounds.
 
     Each round opens fresh sessions: on this machine one int8 session of a file ran a batch of 64 in
-    8.8 ms and another, of the same file in the same process, in 12.2 ms, so the rounds sample the
-    sessions as well as the runs.
+    9.3 ms and others, of the same file in the same process, in 12.3–13.2 ms, so the rounds sample
+    the sessions as well as the runs.
     """
     datamodule.setup("fit")
     shape = tuple(datamodule.input_shape)
