@@ -548,7 +548,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--budget", type=float, action="append", help="a budget (FLOPs) of the scale to run; repeatable (default: all)")
     parser.add_argument("--report", action="store_true", help="only rebuild the outputs from the records")
-    parser.add_argument("--work", default="runs/versus", help="records and search runs (kept: a re-run continues)")
+    parser.add_argument("--work", default="runs/versus", help="the search runs (their checkpoints: a killed search continues)")
+    parser.add_argument("--records", default="bench/results/versus_records",
+                        help="one small JSON per finished search or final training, kept with the results so that a fresh checkout continues the comparison")  # fmt: skip
     parser.add_argument("--out", default="bench/results/versus")
     parser.add_argument("--data-root", help="the folder holding MNIST/raw (default: ../shared/data from the project root)")
     args = parser.parse_args(argv)
@@ -558,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if budget not in s.budgets:
             parser.error(f"--budget {budget:g} is not a budget of scale {args.scale}: {list(s.budgets)}")
     work = Path(args.work) / args.scale
-    records = Records(work / "records", s)
+    records = Records(Path(args.records) / args.scale, s)
     command = shlex.join(["python", "bench/versus.py", *(["--scale", args.scale] if args.scale != "full" else [])])
     if not args.report:
         for budget in args.budget or s.budgets:

@@ -47,7 +47,7 @@ def test_each_method_delivers_within_budget_and_only_the_final_score_reads_test(
     monkeypatch.setitem(versus.SCALES, "tiny", dataclasses.replace(versus.SCALES["tiny"], root=str(SHARED.resolve())))
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "versus"
-    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--records", str(tmp_path / "records"), "--out", str(out)])
 
     rows = json.loads(out.with_suffix(".json").read_text())
     s = versus.SCALES["tiny"]
@@ -66,11 +66,11 @@ def test_each_method_delivers_within_budget_and_only_the_final_score_reads_test(
     assert "## What the searches saw" in md and md.count("| 100,000 | nasprune | 2 |") == 1  # two distinct designs evaluated
 
     # resumable: a second run makes nothing again; a removed record is the only one remade
-    records = tmp_path / "work" / "tiny" / "records"
+    records = tmp_path / "records" / "tiny"
     before = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
     victim = records / "final" / "nasprune_100000_0_0.json"
     victim.unlink()
-    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--records", str(tmp_path / "records"), "--out", str(out)])
     after = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
     assert set(after) == set(before)
     assert [p for p in after if after[p] != before.get(p)] == [victim]
@@ -79,7 +79,7 @@ def test_each_method_delivers_within_budget_and_only_the_final_score_reads_test(
     search = records / "search" / "nasprune_100000_0.json"
     first = json.loads(search.read_text())
     search.unlink()
-    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--out", str(out)])
+    versus.main(["--scale", "tiny", "--work", str(tmp_path / "work"), "--records", str(tmp_path / "records"), "--out", str(out)])
     again = json.loads(search.read_text())
     assert again["resumed"] and again["pick"] == first["pick"] and again["history"] == first["history"]
     assert len(list((tmp_path / "work" / "tiny" / "runs").glob("nasprune_100000_0_*/lightning_logs/version_*"))) == 1
