@@ -95,15 +95,13 @@ def fixed_lines(fixed: dict[str, Any] | None) -> list[str]:
     """How the fixed design was trained, and its batch-64 latency round by round (when recorded)."""
     if fixed is None:
         return []
-    training = f"{FIXED_TRAINING.epochs} + {FIXED_TRAINING.finetune_epochs} epochs at {FIXED_TRAINING.lr} ({FIXED_TRAINING.lr_scheduler})"
-    lines = [f"The fixed design: trained on 8,000 images for {training}."]
-    rows = fixed["deploy"]
-    if "batch_64_rounds" in rows["float"]:
-        rounds = zip(rows["float"]["batch_64_rounds"], rows["int8"]["batch_64_rounds"])
-        lines[0] += " Its batch-64 latency round by round (float / int8 ms, speed-up): " + "; ".join(
-            f"{f:.2f} / {q:.2f} ({f / q:.2f}×)" for f, q in rounds
-        ) + "."
-    return [*lines, ""]
+    t = FIXED_TRAINING
+    line = f"The fixed design: trained on 8,000 images for {t.epochs} + {t.finetune_epochs} epochs at {t.lr} ({t.lr_scheduler})."
+    float_rounds, int8_rounds = (fixed["deploy"][kind].get("batch_64_rounds", []) for kind in ("float", "int8"))
+    if float_rounds:
+        line += " Its batch-64 latency round by round (float / int8 ms, speed-up): "
+        line += "; ".join(f"{f:.2f} / {q:.2f} ({f / q:.2f}×)" for f, q in zip(float_rounds, int8_rounds)) + "."
+    return [line, ""]
 
 
 def deploy_lines(name: str, rows: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, bool]]:
