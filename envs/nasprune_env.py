@@ -140,6 +140,20 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         prev = self._actions[-1] if self._actions else self.action_space.n
         return {"step": step, "prev_action": prev, "action_mask": mask}
 
+    def _training_flops(self, design: Design) -> float | None:
+        """What training `design` costs, in forward FLOPs of one example over its epochs (the unpruned net's,
+        then the pruned one's while fine-tuning): the `evaluation_cost` a work queue starts the costliest
+        evaluations of an update by. None for a design whose feature map would collapse (it fails at once)."""
+        shape, classes = self.datamodule.input_shape, self.datamodule.num_classes
+        try:
+            trained, fine_tuned = (
+                count_flops(build_model(net, shape[0], classes, self.space.stem_width, input_size=shape[1:]), shape)
+                for net in (design, design.pruned())
+            )
+        except ValueError:
+            return None
+        return float(self.training.epochs * trained + self.training.finetune_epochs * fine_tuned)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict]:
         super().reset(seed=seed)
         self._actions = []
@@ -170,7 +184,7 @@ class NasPruneEnv(DecisionCopies, gym.Env):
         if cached is not None:
             return float(cached["reward"]), cached
         if self.deciding:
-            return self.pending(key if self.cache is not None else None)
+            return self.pending(key if self.cache is not None else None, self._training_flops(design))
         start = time.perf_counter()
         info: dict[str, Any] = {"design": design.to_dict(), "design_str": str(design)}
         try:

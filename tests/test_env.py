@@ -47,6 +47,21 @@ def test_final_step_scores_the_pruned_child(tiny_env_kwargs: dict) -> None:
         assert info[key] >= 0
 
 
+def test_a_decision_copy_tells_the_queue_the_child_s_training_flops_as_its_cost(tiny_env_kwargs: dict) -> None:
+    """The queue's estimate: the forward FLOPs trained over (epochs of the unpruned net, fine-tuning epochs of the pruned one)."""
+    from nasprune.controller.queue import evaluate
+    from nasprune.decisions import EVALUATION_COST, PENDING
+
+    tiny_env_kwargs["training"] = {"epochs": 2, "finetune_epochs": 1}
+    env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs).unwrapped
+    actions = [0, 1, 1, 1, 0, 0]  # conv3x3:8@0.5 | sepconv3x3:4@0
+    _, pending = evaluate(env.decision_env(), 0, actions)
+    _, info = evaluate(env, 0, actions)
+    assert pending[PENDING] and "flops" not in pending
+    assert pending[EVALUATION_COST] == 2 * info["flops_unpruned"] + 1 * info["flops"]
+    assert info["flops_unpruned"] > info["flops"] > 0
+
+
 def test_a_masked_action_ends_the_episode_with_the_penalty(tiny_env_kwargs: dict) -> None:
     env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs, failure_reward=-2.0)
     env.reset(seed=0)
