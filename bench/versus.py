@@ -60,6 +60,7 @@ from prune_your_model import global_ratio, mean_std, uniform_ratio
 from publish import publish  # bench/publish.py: scripts run from bench/ have it on sys.path
 
 METHODS = ("torch_pruning", "arch_only", "arch_then_prune", "random", "nasprune")
+JOINT = ("random", "nasprune")  # the searches over the joint space (architecture and prune ratios)
 STRATEGIES = {"arch_only": "nasprune.controller.Reinforce", "random": "nasprune.controller.RandomSearch", "nasprune": "nasprune.controller.Reinforce"}
 LOOSER = 4  # arch_then_prune starts from the arch_only pick at this many times the budget
 
@@ -98,6 +99,7 @@ class Settings:
         "stem_width": 4,
         "downsample": ["none", "stride", "maxpool"],
         "head_grid": 4,
+        "prune_switch": True,  # the joint searches decide first whether to prune at all (arch_only has nothing to switch)
     })
     search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
     evaluations: int = 40  # for every searched method alike: what fits ~2.5 h of one core (docs/versus.md)
@@ -115,8 +117,10 @@ class Settings:
 
     def key(self, *parts: Any) -> str:
         """A short hash of these settings and `parts`: a record made with other settings is not reused."""
-        # where the data lies is no setting of the comparison: records made from another checkout are reused
-        text = json.dumps([dataclasses.asdict(self) | {"budgets": None, "root": None}, *parts], sort_keys=True, default=str)
+        # where the data lies is no setting of the comparison: records made from another checkout are reused;
+        # the prune switch is a part of the joint searches' keys alone (`search_key`): no other record depends on it
+        space = {k: v for k, v in self.search_space.items() if k != "prune_switch"}
+        text = json.dumps([dataclasses.asdict(self) | {"budgets": None, "root": None, "search_space": space}, *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -166,11 +170,16 @@ class Records:
 # --- the searches ------------------------------------------------------------------------------
 
 
+def search_key(s: Settings, method: str, budget: float, seed: int) -> tuple[Any, ...]:
+    """The key parts of a search's record (and run folder): a joint search's also name its prune switch when on."""
+    return (method, budget, seed, *(["prune_switch"] if method in JOINT and s.search_space.get("prune_switch") else []))
+
+
 def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
     """The CLI config of one search: what a user would write for NasPrune-v0 at this budget."""
     space = dict(s.search_space)
     if method == "arch_only":
-        space["prune_ratios"] = [0.0]
+        space["prune_ratios"], space["prune_switch"] = [0.0], False
     model: dict[str, Any] = {"class_path": STRATEGIES[method], "init_args": {}}
     if STRATEGIES[method].endswith("Reinforce"):
         model["init_args"] = dict(s.controller)
@@ -198,7 +207,7 @@ def run_search(s: Settings, method: str, budget: float, seed: int, work: Path) -
 
     A search killed midway continues from its last update (`--ckpt_path last`: the CLI replays
     nothing it trained); its run folder is named by the settings, so it never resumes another's."""
-    root = work / "runs" / f"{method}_{budget:g}_{seed}_{s.key(method, budget, seed)}"
+    root = work / "runs" / f"{method}_{budget:g}_{seed}_{s.key(*search_key(s, method, budget, seed))}"
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.yaml").write_text(yaml.safe_dump(search_config(s, method, budget)))
     versions = list(root.glob("lightning_logs/version_*"))
@@ -339,9 +348,9 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
     def delivered(method: str, seed: int) -> dict[str, Any] | None:
         """The search (or, for the sequential pipeline, the plan) whose pick `method` delivers."""
         if method != "arch_then_prune":
-            return fetch(f"search/{method}_{budget:g}_{seed}", lambda: run_search(s, method, budget, seed, work), method, budget, seed)
+            return fetch(f"search/{method}_{budget:g}_{seed}", lambda: run_search(s, method, budget, seed, work), *search_key(s, method, budget, seed))
         looser = budget * LOOSER
-        start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), "arch_only", looser, seed)
+        start = fetch(f"search/arch_only_{looser:g}_{seed}", lambda: run_search(s, "arch_only", looser, seed, work), *search_key(s, "arch_only", looser, seed))
         if start is None:
             return None
         return fetch(f"plan/arch_then_prune_{budget:g}_{seed}", lambda: prune_looser_pick(start, budget, flops_counter(s, budget)), start["pick"]["design"], budget)
@@ -408,7 +417,7 @@ def search_diagnostics(s: Settings, budget: float, records: Records, runs: dict[
     picks scored in the final trainings: why a method wins or loses, in numbers."""
     out = []
     for method in ("arch_only", "random", "nasprune"):
-        searches = [r for seed in s.search_seeds if (r := records.existing(f"search/{method}_{budget:g}_{seed}", method, budget, seed)) is not None]
+        searches = [r for seed in s.search_seeds if (r := records.existing(f"search/{method}_{budget:g}_{seed}", *search_key(s, method, budget, seed))) is not None]
         if not searches:
             continue
         evaluated = [[h for h in r["history"] if not h.get("cached") and h.get("error_kind") is None] for r in searches]
@@ -469,7 +478,7 @@ def searches_done(s: Settings, records: Records) -> tuple[int, int]:
     """(searches recorded, searches the comparison needs): every searched method at every budget,
     and `arch_only` at `LOOSER` × the largest for its sequential pipeline, per search seed."""
     needed = {(m, float(b)) for b in s.budgets for m in ("arch_only", "random", "nasprune")} | {("arch_only", float(LOOSER * max(s.budgets)))}
-    done = sum(records.existing(f"search/{m}_{b:g}_{seed}", m, b, seed) is not None for m, b in needed for seed in s.search_seeds)
+    done = sum(records.existing(f"search/{m}_{b:g}_{seed}", *search_key(s, m, b, seed)) is not None for m, b in needed for seed in s.search_seeds)
     return done, len(needed) * len(s.search_seeds)
 
 

@@ -54,6 +54,8 @@ class BudgetMask:
             raise ConfigError("mask_budget", f"masks a window of {' or '.join(COSTS[1:])} exactly; the reward's cost is {cost}")
         if space.skips:
             raise ConfigError("mask_budget", "needs a search space without skips (a skip's cost depends on the layer it comes from)")
+        if space.prune_switch:
+            raise ConfigError("mask_budget", f"masks a {cost} window only in a search space without prune_switch (a FLOPs budget takes both)")
         self.space = space
         self.low, self.high = float(low), float(high)
         self._layer_decisions = [[d for d in space.decisions if d.layer == i] for i in range(space.num_layers)]

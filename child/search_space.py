@@ -201,9 +201,12 @@ class Design:
         return text if self.head_grid == 1 else f"{text} | head{self.head_grid}x{self.head_grid}"
 
 
+WHOLE_DESIGN = -1  # the `layer` of a decision about the whole design (`prune_switch`)
+
+
 @dataclass(frozen=True)
 class Decision:
-    """One categorical choice the controller makes: which layer, which field, which values."""
+    """One categorical choice the controller makes: which layer (`WHOLE_DESIGN`: none), which field, which values."""
 
     layer: int
     field: str
@@ -224,6 +227,11 @@ class SearchSpace:
 
     `head_grid` is every design's classifier head (`Design.head_grid`): 1 pools the last map
     globally, k > 1 pools it to k×k and flattens it, as LeNet-style networks do.
+
+    `prune_switch` adds one decision before all others, whether the design is pruned at all; off,
+    every prune ratio is masked to 0. Sampled layer by layer, an unpruned design is rare (one in 4^k
+    with four ratios over k weighted layers), though at a tight budget or a short training it is
+    often the best; the switch gives it half of an untrained policy's mass, and one decision to learn.
     """
 
     num_layers: PositiveInt = 3
@@ -237,6 +245,7 @@ class SearchSpace:
     skip_modes: tuple[SkipMode, ...] = SKIP_MODES
     architecture: tuple[LayerDesign, ...] | None = None
     head_grid: PositiveInt = 1
+    prune_switch: bool = False
     decisions: tuple[Decision, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -249,8 +258,8 @@ class SearchSpace:
         if self.architecture is not None:
             self._adopt_architecture()
         self._validate()
+        decisions = [Decision(WHOLE_DESIGN, "prune", (False, True))] if self.prune_switch else []
         if self.architecture is not None:
-            decisions = []
             for index, fixed in enumerate(self.architecture):
                 if fixed.width is not None:
                     decisions.append(Decision(index, "prune_ratio", self.prune_ratios))
@@ -258,7 +267,6 @@ class SearchSpace:
                         decisions.append(Decision(index, "bits", self.bits))
             object.__setattr__(self, "decisions", tuple(decisions))
             return
-        decisions = []
         for layer in range(self.num_layers):
             decisions += [
                 Decision(layer, "op", self.ops),
@@ -314,6 +322,8 @@ class SearchSpace:
             raise ConfigError("downsample", f"must start with 'none' (the choice left when a map is 1×1), got {list(self.downsample)}")
         if len(set(self.bits)) != len(self.bits):
             raise ConfigError("bits", f"has duplicate values {list(self.bits)}")
+        if self.prune_switch and (len(self.prune_ratios) < 2 or self.prune_ratios[0] != 0.0):
+            raise ConfigError("prune_switch", f"needs prune_ratios starting with 0 and offering more, got {list(self.prune_ratios)}")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | SearchSpace | None) -> SearchSpace:
@@ -327,6 +337,8 @@ class SearchSpace:
         """The fields chosen so far, layer by layer."""
         layers: list[dict[str, Any]] = []
         for decision, action in zip(self.decisions, actions):
+            if decision.layer == WHOLE_DESIGN:
+                continue
             if decision.layer == len(layers):
                 layers.append({})
             layers[decision.layer][decision.field] = decision.choices[action]
@@ -339,11 +351,13 @@ class SearchSpace:
         `input_size`, the data's height and width) and a strided identity are invalid.
         """
         decision = self.decisions[step]
-        if self.architecture is not None:
+        only_first = [True] + [False] * (len(decision.choices) - 1)
+        if decision.field == "prune_ratio" and self.prune_switch and not self.decisions[0].choices[previous_actions[0]]:
+            return only_first
+        if self.architecture is not None or decision.layer == WHOLE_DESIGN:
             return [True] * len(decision.choices)
         chosen = self._partial_layers(previous_actions[:step])
         current = chosen[decision.layer] if decision.layer < len(chosen) else {}
-        only_first = [True] + [False] * (len(decision.choices) - 1)
         if decision.field == "op":
             return [True] * len(decision.choices)
         weighted = is_weighted(current["op"])
@@ -384,6 +398,8 @@ class SearchSpace:
                 return float(choice)
             if decision.field == "prune_ratio":
                 return -float(choice)
+            if decision.field == "prune":
+                return -1.0 if choice else 0.0
             if decision.field == "downsample":
                 return {"stride": 0.0, "maxpool": 1.0, "avgpool": 1.0}.get(choice, 2.0)
             if decision.field == "skip":
@@ -411,7 +427,8 @@ class SearchSpace:
         if self.architecture is not None:
             chosen: dict[int, dict[str, Any]] = {}  # weighted layers only: not one entry per layer
             for decision, action in zip(self.decisions, actions):
-                chosen.setdefault(decision.layer, {})[decision.field] = decision.choices[action]
+                if decision.layer != WHOLE_DESIGN:
+                    chosen.setdefault(decision.layer, {})[decision.field] = decision.choices[action]
             return Design(tuple(replace(layer, **chosen.get(i, {})) for i, layer in enumerate(self.architecture)), self.head_grid)
         return Design(tuple(LayerDesign(**fields) for fields in self._partial_layers(actions)), self.head_grid)
 

@@ -9,8 +9,11 @@ import nasprune.envs  # noqa: F401  (registers nasprune/NasPrune-v0)
 from nasprune.config import ConfigError
 
 
-def test_check_env_passes(tiny_env_kwargs: dict) -> None:
+@pytest.mark.parametrize("prune_switch", [False, True])
+def test_check_env_passes(tiny_env_kwargs: dict, prune_switch: bool) -> None:
+    tiny_env_kwargs["search_space"]["prune_switch"] = prune_switch
     env = gym.make("nasprune/NasPrune-v0", **tiny_env_kwargs)
+    assert env.observation_space["step"].n == 2 * 3 + prune_switch + 1
     check_env(env.unwrapped, skip_render_check=True)
 
 

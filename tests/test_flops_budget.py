@@ -104,3 +104,32 @@ def test_the_space_gives_every_design_its_head() -> None:
     space = SearchSpace(num_layers=1, ops=("conv3x3",), widths=(8,), prune_ratios=(0.0,), head_grid=4)
     assert space.design_from_actions([0, 0, 0]).head_grid == 4
     assert Design.from_dict({"layers": [{"op": "identity"}]}).head_grid == 1  # designs recorded before the head keep theirs
+
+
+def test_a_flops_budget_masks_behind_the_prune_switch() -> None:
+    """Switched off, a design must fit the budget unpruned, so a wide first conv is masked that is open with pruning on."""
+    from nasprune.child.budget import FlopsCeiling
+
+    space = SearchSpace(num_layers=2, ops=("conv3x3", "maxpool3x3"), widths=(8, 32), prune_ratios=(0.0, 0.75), stem_width=8, prune_switch=True)
+    conv_8_to_32 = 2 * 64 * 8 * 32 * 9
+    ceiling = FlopsCeiling(space, (1, 8, 8), 10, STEM + conv_8_to_32 // 2 + 2 * 8 * 10)  # conv3x3:32 fits pruned by 0.75 only
+    off, on, conv3x3, width_32 = 0, 1, 0, 1
+    assert ceiling(0, []) == [True, True]
+    assert ceiling(2, [off, conv3x3]) == [True, False]
+    assert ceiling(2, [on, conv3x3]) == [True, True]
+    assert ceiling(3, [on, conv3x3, width_32]) == [False, True]
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        actions: list[int] = []
+        for step in range(len(space.decisions)):
+            actions.append(int(rng.choice(np.flatnonzero(ceiling(step, actions)))))
+        assert ceiling.pruned_flops(space.design_from_actions(actions)) <= ceiling.high
+
+
+def test_a_params_window_refuses_the_prune_switch() -> None:
+    from nasprune.child.budget import BudgetMask
+
+    space = SearchSpace(num_layers=2, ops=("conv3x3",), widths=(8,), prune_switch=True)
+    with pytest.raises(ConfigError) as err:
+        BudgetMask(space, 1, 10, "params", 0, 1e6)
+    assert err.value.key == "mask_budget" and "prune_switch" in err.value.detail

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from nasprune.child import Design, LayerDesign, SearchSpace
+from nasprune.child.search_space import WHOLE_DESIGN
 from nasprune.config import ConfigError
 
 
@@ -177,3 +179,57 @@ def test_bad_architecture_names_the_key(architecture: list, fragment: str) -> No
     with pytest.raises(ConfigError) as err:
         SearchSpace.from_config({"architecture": architecture})
     assert err.value.key == "architecture" and fragment in str(err.value)
+
+
+def random_design(space: SearchSpace, rng: np.random.Generator) -> tuple[list[int], Design]:
+    """A design drawn uniformly among the valid choices of each decision (an untrained policy)."""
+    actions: list[int] = []
+    for step in range(len(space.decisions)):
+        actions.append(int(rng.choice(np.flatnonzero(space.action_mask(step, actions, (28, 28))))))
+    return actions, space.design_from_actions(actions)
+
+
+SWITCHED = {"num_layers": 4, "ops": ["conv3x3", "sepconv5x5", "maxpool3x3"], "widths": [8, 16], "downsample": ["none", "stride"]}
+
+
+def test_the_prune_switch_decides_first_and_off_masks_every_ratio_to_zero() -> None:
+    space = SearchSpace.from_config({**SWITCHED, "prune_switch": True})
+    plain = SearchSpace.from_config(SWITCHED)
+    assert (space.decisions[0].layer, space.decisions[0].field, space.decisions[0].choices) == (WHOLE_DESIGN, "prune", (False, True))
+    assert space.decisions[1:] == plain.decisions
+    off, on = 0, 1
+    assert space.action_mask(3, [off, 0, 1]) == [True, False, False, False]  # conv3x3:16's ratio
+    assert space.action_mask(3, [on, 0, 1]) == [True, True, True, True]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        actions, design = random_design(space, rng)
+        assert design == plain.design_from_actions(actions[1:])  # the switch itself is no field of the design
+        if actions[0] == off:
+            assert all(layer.prune_ratio == 0.0 for layer in design.layers)
+
+
+def test_the_prune_switch_gives_unpruned_designs_half_an_untrained_policy_s_mass() -> None:
+    """Layer by layer an unpruned design of four conv layers is one in 4^4; behind the switch it is at least half."""
+    rng = np.random.default_rng(0)
+
+    def unpruned_share(space: SearchSpace) -> float:
+        designs = [random_design(space, rng)[1] for _ in range(2000)]
+        return sum(all(layer.prune_ratio == 0.0 for layer in d.layers) for d in designs) / len(designs)
+
+    convs = {**SWITCHED, "ops": ["conv3x3"]}
+    assert unpruned_share(SearchSpace.from_config(convs)) == pytest.approx(0.25**4, abs=0.01)
+    assert unpruned_share(SearchSpace.from_config({**convs, "prune_switch": True})) == pytest.approx(0.5 + 0.5 * 0.25**4, abs=0.03)
+
+
+@pytest.mark.parametrize("ratios", [[0.0], [0.25, 0.5]])
+def test_a_prune_switch_without_a_choice_of_zero_and_more_is_refused(ratios: list[float]) -> None:
+    with pytest.raises(ConfigError) as err:
+        SearchSpace.from_config({**SWITCHED, "prune_ratios": ratios, "prune_switch": True})
+    assert err.value.key == "prune_switch"
+
+
+def test_a_fixed_architecture_behind_the_switch_is_searched_or_left_whole() -> None:
+    space = SearchSpace.from_config({"architecture": [{"op": "conv3x3", "width": 32}, {"op": "conv3x3", "width": 16}], "prune_switch": True})
+    assert [(d.layer, d.field) for d in space.decisions] == [(WHOLE_DESIGN, "prune"), (0, "prune_ratio"), (1, "prune_ratio")]
+    assert space.action_mask(2, [0, 0]) == [True, False, False, False]
+    assert str(space.design_from_actions([1, 2, 3])) == "conv3x3:32@0.5 | conv3x3:16@0.75"
