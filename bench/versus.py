@@ -82,6 +82,15 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
+# configs/nasbench201.yaml's controller, tuned on NAS-Bench-201 seeds none of this comparison uses, where its
+# gain was at the smallest budgets (100 episodes): only episodes among the best tenth of the search so far
+# (risk_seeking over risk_window, which here spans the whole search) teach
+NASBENCH201_CONTROLLER: dict[str, Any] = {
+    "hidden_size": 64, "embedding_size": 32, "lr": 0.03, "baseline_decay": 0.9, "entropy_weight": 0.01,
+    "rank_advantages": True, "distinct_designs": True, "risk_seeking": 0.1, "risk_window": 128,
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a record depends on; `full` is the published comparison, `tiny` the tests' one."""
@@ -104,13 +113,9 @@ class Settings:
     search_training: dict[str, Any] = field(default_factory=lambda: {"epochs": 1, "finetune_epochs": 1, "lr": 0.01, "finetune_lr": 0.003})
     evaluations: int = 40  # for every searched method alike: what fits ~2.5 h of one core (docs/versus.md)
     episodes_per_update: int = 2  # the ranks come from the whole search (risk_window): small batches, more updates
-    # configs/nasbench201.yaml's controller, tuned on NAS-Bench-201 seeds none of this comparison uses,
-    # where its gain was at the smallest budgets (100 episodes): only episodes among the best tenth of
-    # the search so far (risk_seeking over risk_window, which here spans the whole search) teach
-    controller: dict[str, Any] = field(default_factory=lambda: {
-        "hidden_size": 64, "embedding_size": 32, "lr": 0.03, "baseline_decay": 0.9, "entropy_weight": 0.01,
-        "rank_advantages": True, "distinct_designs": True, "risk_seeking": 0.1, "risk_window": 128,
-    })
+    controller: dict[str, Any] = field(default_factory=lambda: dict(NASBENCH201_CONTROLLER))
+    # what bench/versus_sweep.py chose on search seeds this comparison does not report, over `controller`
+    controller_tuned: dict[str, Any] = field(default_factory=lambda: {"lr": 0.01})
     search_seeds: tuple[int, ...] = (0, 1)
     final: dict[str, Any] = field(default_factory=lambda: {"epochs": 4, "finetune_epochs": 2, "lr": 0.01, "finetune_lr": 0.003})
     child_seeds: tuple[int, ...] = (0, 1, 2)
@@ -118,9 +123,12 @@ class Settings:
     def key(self, *parts: Any) -> str:
         """A short hash of these settings and `parts`: a record made with other settings is not reused."""
         # where the data lies is no setting of the comparison: records made from another checkout are reused;
-        # the prune switch is a part of the joint searches' keys alone (`search_key`): no other record depends on it
+        # the prune switch and the controller's tuning are parts of the keys of the searches that use them
+        # alone (`search_key`): no other record depends on them
         space = {k: v for k, v in self.search_space.items() if k != "prune_switch"}
-        text = json.dumps([dataclasses.asdict(self) | {"budgets": None, "root": None, "search_space": space}, *parts], sort_keys=True, default=str)
+        shared = dataclasses.asdict(self) | {"budgets": None, "root": None, "search_space": space}
+        del shared["controller_tuned"]
+        text = json.dumps([shared, *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -171,8 +179,11 @@ class Records:
 
 
 def search_key(s: Settings, method: str, budget: float, seed: int) -> tuple[Any, ...]:
-    """The key parts of a search's record (and run folder): a joint search's also name its prune switch when on."""
-    return (method, budget, seed, *(["prune_switch"] if method in JOINT and s.search_space.get("prune_switch") else []))
+    """The key parts of a search's record (and run folder): a joint search's also name its prune switch
+    when on, a controller search's the controller's tuning when there is one."""
+    switch = ["prune_switch"] if method in JOINT and s.search_space.get("prune_switch") else []
+    tuned = [s.controller_tuned] if STRATEGIES[method].endswith("Reinforce") and s.controller_tuned else []
+    return (method, budget, seed, *switch, *tuned)
 
 
 def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
@@ -182,7 +193,7 @@ def search_config(s: Settings, method: str, budget: float) -> dict[str, Any]:
         space["prune_ratios"], space["prune_switch"] = [0.0], False
     model: dict[str, Any] = {"class_path": STRATEGIES[method], "init_args": {}}
     if STRATEGIES[method].endswith("Reinforce"):
-        model["init_args"] = dict(s.controller)
+        model["init_args"] = s.controller | s.controller_tuned
     return {
         "model": model,
         "data": {
@@ -496,7 +507,8 @@ def table(s: Settings, rows: list[dict[str, Any]], judged: list[dict[str, Any]],
         "",
         f"Searches: NasPrune-v0 on {s.train_subset} training / {s.val_subset} validation MNIST images, {s.evaluations} child evaluations each "
         f"({s.search_training}), {s.episodes_per_update} per update, seeds {list(s.search_seeds)}; budget-aware env (`mask_budget`) and `HardBudgetReward`; "
-        f"the controller (`nasprune`, `arch_only`): {s.controller}. "
+        f"the joint searches (`random`, `nasprune`) {'behind' if s.search_space.get('prune_switch') else 'without'} `prune_switch`; "
+        f"the controller (`nasprune`, `arch_only`): {s.controller | s.controller_tuned}. "
         f"Final: every delivered network trained again from scratch ({s.final}), child seeds {list(s.child_seeds)}, scored on MNIST's "
         "10,000 test images. Test accuracy: mean ± std over search seeds × child seeds. Search s: wall time per search; "
         "child-epochs: epochs the search spent training children. "
