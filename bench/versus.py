@@ -167,6 +167,10 @@ class Records:
         partial.replace(path)  # a kill mid-write leaves no half record
         return value
 
+    def fetch(self, make: bool, name: str, maker: Callable[[], dict[str, Any]], *key_parts: Any) -> dict[str, Any] | None:
+        """`get` when `make`, else only a record that exists (a report makes nothing)."""
+        return self.get(name, maker, *key_parts) if make else self.existing(name, *key_parts)
+
     def existing(self, name: str, *key_parts: Any) -> dict[str, Any] | None:
         path = self.root / f"{name}.json"
         if not path.is_file():
@@ -344,7 +348,7 @@ def budget_runs(s: Settings, budget: float, records: Records, work: Path, make: 
     when `make`, else only those already recorded."""
 
     def fetch(name: str, maker: Callable[[], dict[str, Any]], *key: Any) -> dict[str, Any] | None:
-        return records.get(name, maker, *key) if make else records.existing(name, *key)
+        return records.fetch(make, name, maker, *key)
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     lenet = [fetch(f"final/torch_pruning_{budget:g}_{c}", lambda c=c: retrain_lenet(s, budget, c, work), budget, c) for c in s.child_seeds]

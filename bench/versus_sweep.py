@@ -51,12 +51,11 @@ def sweep_row(base: Settings, records: Records, work: Path, variant: str, make: 
     for seed in SEEDS:
         name = f"sweep/{variant}_{BUDGET:g}_{seed}"
         parts = (method, BUDGET, seed, s.controller if method == "nasprune" else None)
-        search = records.get(name, lambda: run_search(s, method, BUDGET, seed, work), *parts) if make else records.existing(name, *parts)
+        search = records.fetch(make, name, lambda: run_search(s, method, BUDGET, seed, work), *parts)
         if search is None:
             continue
         design = Design.from_dict(search["pick"]["design"])
-        final = (records.get(f"{name}_final", lambda: retrain_design(s, design, 0), design.to_json()) if make
-                 else records.existing(f"{name}_final", design.to_json()))
+        final = records.fetch(make, f"{name}_final", lambda: retrain_design(s, design, 0), design.to_json())
         if final is None:
             continue
         evaluated = [h["accuracy"] for h in search["history"] if not h.get("cached") and h.get("error_kind") is None]
@@ -80,9 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     full = SCALES["full"] if args.data_root is None else dataclasses.replace(SCALES["full"], root=args.data_root)
     base = dataclasses.replace(full, controller_tuned={})  # the variants are the tuning's candidates: none applies
     records, work = Records(Path(args.records) / "full", base), Path(args.work) / "sweep"
-    for variant in args.variant or [*VARIANTS, "random"]:
-        sweep_row(base, records, work, variant, make=True)
-    rows = [r for v in [*VARIANTS, "random"] if (r := sweep_row(base, records, work, v, make=False)) is not None]
+    everything = [*VARIANTS, "random"]
+    chosen = args.variant or everything
+    rows = [r for v in everything if (r := sweep_row(base, records, work, v, make=v in chosen)) is not None]
     lines = [
         f"# nasprune's controller settings for bench/versus.py ({BUDGET:,.0f} FLOPs, search seeds {list(SEEDS)})",
         "",
